@@ -1,0 +1,118 @@
+"""Exemplar banks: the solved questions that kNN few-shot retrieves from.
+
+A bank is stored inside the compiled program with its embedder's settings and,
+optionally, its embeddings (exact float32 bytes in base64), so a service that loads
+the program needs no training data and gets the same neighbours.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .exemplar import Exemplar
+from .question import Question
+
+
+def query_text(q: Question) -> str:
+    """What is embedded for retrieval: the question stem (options do not move it)."""
+    return q.question
+
+
+class Bank:
+    """A list of exemplars plus the machinery to find the nearest ones."""
+
+    def __init__(self, exemplars: Sequence[Exemplar], embedder: Mapping[str, Any] | None = None,
+                 embeddings: np.ndarray | None = None, store_embeddings: bool = True):
+        self.exemplars = list(exemplars)
+        self.embedder_settings = dict(embedder) if embedder else None
+        self._embeddings = embeddings
+        self.store_embeddings = store_embeddings
+        self._index = None
+        self._embedder = None
+        self._lock = threading.Lock()
+        if embeddings is not None and embeddings.shape[0] != len(self.exemplars):
+            raise ValueError(f"bank has {len(self.exemplars)} exemplars but {embeddings.shape[0]} embeddings")
+
+    def __len__(self) -> int:
+        return len(self.exemplars)
+
+    # ---- retrieval -----------------------------------------------------------------
+    def _ensure(self) -> None:
+        with self._lock:
+            if self._index is not None:
+                return
+            from .embed import KNNIndex, make_embedder
+
+            self._embedder = make_embedder(self.embedder_settings)
+            self.embedder_settings = self._embedder.settings()
+            if self._embeddings is None:
+                self._embeddings = self._embedder.embed([query_text(e.question) for e in self.exemplars])
+            self._index = KNNIndex(self._embeddings)
+
+    def embeddings(self) -> np.ndarray:
+        self._ensure()
+        assert self._embeddings is not None
+        return self._embeddings
+
+    def nearest(self, q: Question, k: int) -> list[Exemplar]:
+        """The k most similar exemplars, least similar first so the nearest sits next
+        to the question; an exemplar identical to the question is never shown."""
+        if k <= 0 or not self.exemplars:
+            return []
+        self._ensure()
+        assert self._embedder is not None and self._index is not None
+        vec = self._embedder.embed([query_text(q)])
+        exclude = {i for i, e in enumerate(self.exemplars) if e.question.id == q.id and e.question.question == q.question}
+        ids = self._index.search(vec, min(k, len(self.exemplars) - len(exclude)), exclude=[exclude])[0]
+        return [self.exemplars[i] for i in reversed(ids)]
+
+    def nearest_many(self, qs: Sequence[Question], k: int) -> list[list[Exemplar]]:
+        """Batched `nearest` (one embedding call) for evaluation and compile."""
+        if k <= 0 or not self.exemplars:
+            return [[] for _ in qs]
+        self._ensure()
+        assert self._embedder is not None and self._index is not None
+        vecs = self._embedder.embed([query_text(q) for q in qs])
+        excl = [{i for i, e in enumerate(self.exemplars) if e.question.id == q.id and e.question.question == q.question}
+                for q in qs]
+        kk = max(0, min(k, len(self.exemplars) - 1))
+        ids = self._index.search(vecs, kk, exclude=excl)
+        return [[self.exemplars[i] for i in reversed(row)] for row in ids]
+
+    # ---- identity and storage ---------------------------------------------------------
+    def fingerprint(self) -> str:
+        blob = json.dumps([e.to_dict() for e in self.exemplars], sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    def subset(self, keep: Sequence[int]) -> "Bank":
+        emb = self._embeddings[list(keep)] if self._embeddings is not None else None
+        return Bank([self.exemplars[i] for i in keep], self.embedder_settings, emb, self.store_embeddings)
+
+    def to_config(self) -> dict[str, Any]:
+        from .embed import encode_matrix
+
+        d: dict[str, Any] = {"items": [e.to_dict() for e in self.exemplars]}
+        d["embedder"] = self.embedder_settings
+        if self.store_embeddings and self._embeddings is not None:
+            m = np.ascontiguousarray(self._embeddings, dtype="<f4")
+            d["embeddings"] = {"encoding": "base64-f32le", "shape": list(m.shape),
+                               "sha256": hashlib.sha256(m.tobytes()).hexdigest(), "data": encode_matrix(m)}
+        return d
+
+    @classmethod
+    def from_config(cls, d: Mapping[str, Any]) -> "Bank":
+        from .embed import decode_matrix
+
+        exemplars = [Exemplar.from_dict(x) for x in d["items"]]
+        emb = None
+        if d.get("embeddings"):
+            e = d["embeddings"]
+            n, dim = e["shape"]
+            emb = decode_matrix(e["data"], n, dim)
+            if hashlib.sha256(np.ascontiguousarray(emb, dtype="<f4").tobytes()).hexdigest() != e["sha256"]:
+                raise ValueError("banks: embeddings do not match their sha256")
+        return cls(exemplars, d.get("embedder"), emb, store_embeddings=emb is not None)

@@ -1,0 +1,122 @@
+"""Predict and SelfCoT: the modules that actually call the model.
+
+`Predict` asks for the answer directly. `SelfCoT` asks the model to reason first,
+with few-shot exemplars whose rationales the same model wrote at compile time
+(Medprompt's self-generated chain of thought). Whether reasoning helps is itself a
+tunable choice: small models are often better without it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Mapping
+
+from ..lm.base import LMError
+from ..prompts.builder import PromptParts
+from ..prompts.parse import parse_answer
+from ..question import Question
+from ..signatures import Signature
+from .base import Module, ModuleError, Prediction, Resolver, RunContext, derive_seed, register, resolve_tune, tune_to_config
+from .retrieve import Retrieve
+
+DIRECT_MAX_TOKENS = 8
+COT_MAX_TOKENS = 192
+MAX_TOKENS_LIMIT = 32768
+
+
+@register
+@dataclass(frozen=True, eq=False)
+class Predict(Module):
+    signature: Any = None
+    demos: Retrieve | None = None
+    cot: bool = False
+    temperature: float = 0.0
+    max_tokens: int | None = None
+    tune: Any = True
+
+    type_name: ClassVar[str] = "Predict"
+    default_space: ClassVar[Mapping[str, tuple[Any, ...]]] = {"temperature": (0.0, 0.7)}
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "signature", Signature.coerce(self.signature))
+        object.__setattr__(self, "tune", resolve_tune(self.tune, self.default_space, self.type_name,
+                                                      extra=("instruction",)))
+        if self.demos is not None and not isinstance(self.demos, Retrieve):
+            raise ModuleError(f"{self.type_name}.demos must be a Retrieve module, got {type(self.demos).__name__}")
+        if not isinstance(self.cot, bool):
+            raise ModuleError(f"{self.type_name}.cot must be true or false")
+        if not (0.0 <= float(self.temperature) <= 2.0):
+            raise ModuleError(f"{self.type_name}.temperature must be within 0..2, got {self.temperature}")
+        if self.max_tokens is not None and not (1 <= int(self.max_tokens) <= MAX_TOKENS_LIMIT):
+            raise ModuleError(f"{self.type_name}.max_tokens must be within 1..{MAX_TOKENS_LIMIT}")
+
+    @property
+    def instruction(self) -> str:
+        return self.signature.instruction
+
+    def token_limit(self) -> int:
+        return self.max_tokens or (COT_MAX_TOKENS if self.cot else DIRECT_MAX_TOKENS)
+
+    def parts(self, q: Question, extra_paths: tuple[tuple[str, str], ...] = (), cot: bool | None = None) -> PromptParts:
+        demos = self.demos.demos(q) if self.demos is not None else []
+        return PromptParts(self.instruction, demos, q, self.cot if cot is None else cot, extra_paths)
+
+    def ask(self, parts: PromptParts, ctx: RunContext, path: str, temperature: float, q: Question) -> Prediction:
+        """One model call and its parse; a non-fatal model error becomes an abstention."""
+        seed = derive_seed(ctx.seed, q.id, path) if temperature > 0 else 0
+        req = ctx.builder.request(parts, model=ctx.lm.model, mode=ctx.lm.mode, temperature=temperature,
+                                  max_tokens=self.token_limit() if not parts.refine_paths else max(self.token_limit(), COT_MAX_TOKENS),
+                                  seed=seed)
+        try:
+            resp = ctx.complete(path, req)
+        except LMError as exc:
+            if exc.fatal:
+                raise
+            return Prediction(None, reason=f"model error: {exc}")
+        parsed = parse_answer(resp.text, dict(q.options), direct=ctx.builder.is_direct(parts, ctx.lm.mode))
+        return Prediction(parsed.key, confidence=1.0 if parsed.key else 0.0,
+                          votes={parsed.key: 1} if parsed.key else {},
+                          rationale=parsed.rationale or None, reason=parsed.reason)
+
+    def forward(self, q: Question, ctx: RunContext, path: str) -> Prediction:
+        return self.ask(self.parts(q), ctx, path or self.type_name, float(self.temperature), q)
+
+    # ---- structure / tuning ---------------------------------------------------------
+    def children(self) -> list[tuple[str, Module]]:
+        return [("demos", self.demos)] if self.demos is not None else []
+
+    def with_children(self, new: Mapping[str, Module]) -> "Predict":
+        return replace(self, demos=new.get("demos", self.demos))  # type: ignore[arg-type]
+
+    def configure(self, params: Mapping[str, Any]) -> "Predict":
+        sig = self.signature
+        if "instruction" in params:
+            sig = sig.with_instruction(str(params["instruction"]))
+        return replace(self, signature=sig, cot=bool(params.get("cot", self.cot)),
+                       temperature=float(params.get("temperature", self.temperature)), tune=False)
+
+    def calls_per_question(self) -> float:
+        return 1.0
+
+    def to_config(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"type": self.type_name, "signature": self.signature.to_dict(), "cot": self.cot,
+                             "temperature": float(self.temperature), "max_tokens": self.max_tokens,
+                             "demos": self.demos.to_config() if self.demos is not None else None}
+        if self.tune is not None:
+            d["tune"] = tune_to_config(self.tune)
+        return d
+
+    @classmethod
+    def from_config(cls, d: Mapping[str, Any], resolve: Resolver) -> "Predict":
+        demos = resolve.build(d["demos"]) if d.get("demos") else None
+        return cls(signature=Signature.from_dict(d["signature"]), demos=demos, cot=d["cot"],  # type: ignore[arg-type]
+                   temperature=d["temperature"], max_tokens=d.get("max_tokens"), tune=d.get("tune"))
+
+
+@register
+@dataclass(frozen=True, eq=False)
+class SelfCoT(Predict):
+    """Chain of thought with self-generated rationales in the exemplars."""
+
+    cot: bool = True
+    type_name: ClassVar[str] = "SelfCoT"
+    default_space: ClassVar[Mapping[str, tuple[Any, ...]]] = {"cot": (True, False), "temperature": (0.0, 0.7)}

@@ -1,0 +1,79 @@
+"""Refine: Med-PaLM 2's ensemble refinement.
+
+First m reasoning paths are sampled from the inner predictor (temperature > 0). Then
+the model is asked r times to answer again, conditioned on the question *and* those
+paths, and the r refined answers are voted. Costs m + r calls a question.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Mapping
+
+from ..question import Question
+from .base import Module, ModuleError, Prediction, Resolver, RunContext, register, resolve_tune, tune_to_config
+from .predict import Predict
+from .vote import plurality
+
+MAX_PATHS = 32
+
+
+@register
+@dataclass(frozen=True, eq=False)
+class Refine(Module):
+    inner: Predict
+    m: int = 3
+    r: int = 2
+    temperature: float = 0.7
+    tune: Any = True
+
+    type_name: ClassVar[str] = "Refine"
+    default_space: ClassVar[Mapping[str, tuple[Any, ...]]] = {"m": (2, 3, 5), "r": (1, 3)}
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tune", resolve_tune(self.tune, self.default_space, "Refine"))
+        if not isinstance(self.inner, Predict):
+            raise ModuleError("Refine.inner must be a Predict or SelfCoT module")
+        for name in ("m", "r"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_PATHS:
+                raise ModuleError(f"Refine.{name} must be an integer within 1..{MAX_PATHS}, got {v!r}")
+        if not 0.0 <= float(self.temperature) <= 2.0:
+            raise ModuleError(f"Refine.temperature must be within 0..2, got {self.temperature}")
+
+    def forward(self, q: Question, ctx: RunContext, path: str) -> Prediction:
+        inner = self.inner
+        t = float(self.temperature)
+        paths = [inner.ask(inner.parts(q), ctx, f"{path}/path{i}", t, q) for i in range(self.m)]
+        shown = tuple((p.rationale or "", p.answer or "none") for p in paths)
+        # Refinement always reasons, whatever the inner predictor does.
+        parts = inner.parts(q, extra_paths=shown, cot=True)
+        refined = [inner.ask(parts, ctx, f"{path}/refine{j}", t if self.r > 1 else 0.0, q) for j in range(self.r)]
+        out = plurality(refined, list(q.options))
+        if out.answer is None:  # nothing refined parsed: fall back to the sampled paths
+            out = plurality(paths, list(q.options))
+        return out
+
+    def children(self) -> list[tuple[str, Module]]:
+        return [("inner", self.inner)]
+
+    def with_children(self, new: Mapping[str, Module]) -> "Refine":
+        return replace(self, inner=new.get("inner", self.inner))
+
+    def configure(self, params: Mapping[str, Any]) -> "Refine":
+        return replace(self, m=int(params.get("m", self.m)), r=int(params.get("r", self.r)),
+                       temperature=float(params.get("temperature", self.temperature)), tune=False)
+
+    def calls_per_question(self) -> float:
+        return float(self.m + self.r)
+
+    def to_config(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"type": self.type_name, "m": self.m, "r": self.r, "temperature": float(self.temperature),
+                             "inner": self.inner.to_config()}
+        if self.tune is not None:
+            d["tune"] = tune_to_config(self.tune)
+        return d
+
+    @classmethod
+    def from_config(cls, d: Mapping[str, Any], resolve: Resolver) -> "Refine":
+        return cls(inner=resolve.build(d["inner"]), m=d["m"], r=d["r"], temperature=d["temperature"],  # type: ignore[arg-type]
+                   tune=d.get("tune"))

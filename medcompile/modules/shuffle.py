@@ -1,0 +1,108 @@
+"""Shuffle: Medprompt's choice-shuffle ensemble.
+
+The inner module runs n times, each time with the options in a different seeded
+order; every answer is mapped back to the original option keys. Run 0 keeps the
+original order, so ``n=1`` means "no shuffling" and the optimizer can turn it off.
+Letter keys (A, B, ...) keep their places and the texts move; word keys
+(yes/no/maybe) move with their texts, since relabelling them would lie.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Mapping
+
+from ..question import Question
+from .base import Module, ModuleError, Prediction, Resolver, RunContext, derive_seed, register, resolve_tune, tune_to_config
+from .vote import plurality
+
+MAX_SHUFFLES = 64
+
+
+def permute(q: Question, perm: list[int]) -> tuple[Question, dict[str, str]]:
+    """Apply `perm` (new position -> old position) to q's options.
+
+    Returns the shuffled question and the map from its keys back to the original keys.
+    """
+    keys = list(q.options)
+    texts = [q.options[k] for k in keys]
+    if sorted(perm) != list(range(len(keys))):
+        raise ValueError(f"not a permutation of {len(keys)} options: {perm}")
+    if all(len(k) == 1 and k.isalpha() for k in keys):
+        new_opts = {keys[i]: texts[perm[i]] for i in range(len(keys))}
+        back = {keys[i]: keys[perm[i]] for i in range(len(keys))}
+    else:
+        new_opts = {keys[perm[i]]: texts[perm[i]] for i in range(len(keys))}
+        back = {k: k for k in keys}
+    inv = {v: k for k, v in back.items()}
+    answer = inv[q.answer] if q.answer is not None else None
+    return q.with_options(new_opts, answer), back
+
+
+def permutation_for(q: Question, seed: int, i: int) -> list[int]:
+    n = len(q.options)
+    if i == 0:
+        return list(range(n))
+    perm = list(range(n))
+    random.Random(derive_seed(seed, q.id, q.question, i)).shuffle(perm)
+    return perm
+
+
+@register
+@dataclass(frozen=True, eq=False)
+class Shuffle(Module):
+    inner: Module
+    n: int = 5
+    seed: int = 0
+    tune: Any = True
+
+    type_name: ClassVar[str] = "Shuffle"
+    default_space: ClassVar[Mapping[str, tuple[Any, ...]]] = {"n": (1, 3, 5)}
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tune", resolve_tune(self.tune, self.default_space, "Shuffle"))
+        if not isinstance(self.n, int) or isinstance(self.n, bool) or not 1 <= self.n <= MAX_SHUFFLES:
+            raise ModuleError(f"Shuffle.n must be an integer within 1..{MAX_SHUFFLES}, got {self.n!r}")
+        if not isinstance(self.inner, Module):
+            raise ModuleError("Shuffle.inner must be a module")
+
+    def forward(self, q: Question, ctx: RunContext, path: str) -> Prediction:
+        cands = []
+        for i in range(self.n):
+            shuffled, back = permute(q, permutation_for(q, self.seed, i))
+            p = self.inner(shuffled, ctx, f"{path}/shuffle{i}")
+            cands.append(_map_back(p, back))
+        return plurality(cands, list(q.options))
+
+    def children(self) -> list[tuple[str, Module]]:
+        return [("inner", self.inner)]
+
+    def with_children(self, new: Mapping[str, Module]) -> "Shuffle":
+        return replace(self, inner=new.get("inner", self.inner))
+
+    def configure(self, params: Mapping[str, Any]) -> "Shuffle":
+        return replace(self, n=int(params.get("n", self.n)), tune=False)
+
+    def calls_per_question(self) -> float:
+        return self.n * self.inner.calls_per_question()
+
+    def to_config(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"type": self.type_name, "n": self.n, "seed": self.seed, "inner": self.inner.to_config()}
+        if self.tune is not None:
+            d["tune"] = tune_to_config(self.tune)
+        return d
+
+    @classmethod
+    def from_config(cls, d: Mapping[str, Any], resolve: Resolver) -> "Shuffle":
+        return cls(inner=resolve.build(d["inner"]), n=d["n"], seed=d.get("seed", 0), tune=d.get("tune"))
+
+
+def _map_back(p: Prediction, back: dict[str, str]) -> Prediction:
+    return Prediction(
+        answer=back[p.answer] if p.answer is not None else None,
+        confidence=p.confidence,
+        votes={back[k]: v for k, v in p.votes.items()},
+        rationale=p.rationale,
+        reason=p.reason,
+        candidates=[_map_back(c, back) for c in p.candidates],
+    )

@@ -1,0 +1,161 @@
+"""The compiled-program file format, version 1: a public contract.
+
+These pydantic models *are* the schema: they validate every file before anything is
+built from it, and `program.schema.json` (shipped in the package) is generated from
+them. Unknown fields are errors, every size is bounded, and nothing in a file can
+name code to run. Any change to this file that alters what a valid version-1 file
+looks like needs a new SCHEMA_VERSION and a migration.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SCHEMA_ID = "medcompile.program"
+SCHEMA_VERSION = 1
+MAX_TEXT = 200_000  # characters in one text field
+MAX_ITEMS = 1_000_000  # exemplars in one bank
+MAX_DEPTH = 24  # module nesting
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
+Key = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class FieldSpec(_Strict):
+    name: Literal["question", "options", "context", "answer", "rationale", "reasoning"]
+    type: Literal["text", "options", "choice", "rationale"]
+    desc: Text = ""
+
+
+class SignatureSpec(_Strict):
+    inputs: list[FieldSpec] = Field(min_length=2, max_length=3)
+    outputs: list[FieldSpec] = Field(min_length=1, max_length=2)
+    instruction: Text
+
+
+TuneValue = Union[bool, int, float, Text]
+Tune = Annotated[dict[str, Annotated[list[TuneValue], Field(min_length=1, max_length=64)]], Field(max_length=16)]
+
+
+class RetrieveSpec(_Strict):
+    type: Literal["Retrieve"]
+    k: int = Field(ge=0, le=64)
+    strategy: Literal["knn", "random"]
+    seed: int = Field(ge=0, le=2**31 - 1)
+    bank: Key | None
+    tune: Tune | None = None
+
+
+class PredictSpec(_Strict):
+    type: Literal["Predict", "SelfCoT"]
+    signature: SignatureSpec
+    cot: bool
+    temperature: float = Field(ge=0.0, le=2.0)
+    max_tokens: int | None = Field(ge=1, le=32768)
+    demos: RetrieveSpec | None
+    tune: Tune | None = None
+
+
+class ShuffleSpec(_Strict):
+    type: Literal["Shuffle"]
+    n: int = Field(ge=1, le=64)
+    seed: int = Field(ge=0, le=2**31 - 1)
+    inner: "ModuleSpec"
+    tune: Tune | None = None
+
+
+class VoteSpec(_Strict):
+    type: Literal["Vote"]
+    members: list["ModuleSpec"] = Field(min_length=1, max_length=64)
+
+
+class RefineSpec(_Strict):
+    type: Literal["Refine"]
+    m: int = Field(ge=1, le=32)
+    r: int = Field(ge=1, le=32)
+    temperature: float = Field(ge=0.0, le=2.0)
+    inner: PredictSpec
+    tune: Tune | None = None
+
+
+ModuleSpec = Annotated[Union[PredictSpec, RetrieveSpec, ShuffleSpec, VoteSpec, RefineSpec], Field(discriminator="type")]
+
+
+class ExemplarSpec(_Strict):
+    id: Annotated[str, Field(max_length=256)]
+    question: Text
+    options: dict[Key, Text] = Field(min_length=2, max_length=26)
+    answer: Key
+    context: Text | None = None
+    subject: Annotated[str, Field(max_length=256)] | None = None
+    meta: dict[Key, Annotated[str, Field(max_length=1024)]] | None = None
+    rationale: Text | None = None
+
+    @field_validator("answer")
+    @classmethod
+    def _answer_is_option(cls, v: str, info: Any) -> str:
+        opts = info.data.get("options")
+        if opts is not None and v not in opts:
+            raise ValueError(f"answer {v!r} is not one of the options {list(opts)}")
+        return v
+
+
+class EmbeddingsSpec(_Strict):
+    encoding: Literal["base64-f32le"]
+    shape: list[int] = Field(min_length=2, max_length=2)
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    data: str
+
+
+class EmbedderSpec(BaseModel):
+    """Embedder settings are open-ended per kind, but only plain JSON values."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    kind: Literal["wordllama", "sentence-transformers", "litellm"]
+
+
+class BankSpec(_Strict):
+    items: list[ExemplarSpec] = Field(max_length=MAX_ITEMS)
+    embedder: EmbedderSpec | None
+    embeddings: EmbeddingsSpec | None = None
+
+
+class LMSpec(BaseModel):
+    """The model a program was compiled for (never any secret)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    model: Annotated[str, Field(min_length=1, max_length=512)]
+    mode: Literal["text", "chat"]
+
+
+class ProgramSpec(_Strict):
+    schema_: Literal["medcompile.program"] = Field(alias="schema")
+    schema_version: Literal[1]
+    name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")]
+    signature: SignatureSpec
+    templates: dict[Key, Text]
+    graph: ModuleSpec
+    banks: dict[Key, BankSpec] = Field(max_length=64)
+    lm: LMSpec | None = None
+    seed: int = Field(ge=0, le=2**31 - 1)
+    compile: dict[str, Any] | None = None
+
+
+ShuffleSpec.model_rebuild()
+VoteSpec.model_rebuild()
+ProgramSpec.model_rebuild()
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of the program file, as shipped in program.schema.json."""
+    schema = ProgramSpec.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"https://medcompile.dev/schema/program-v{SCHEMA_VERSION}.json"
+    schema["title"] = "medcompile compiled program (schema_version 1)"
+    return schema
