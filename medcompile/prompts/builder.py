@@ -82,7 +82,9 @@ class PromptBuilder:
         if mode == "chat":
             return LMRequest(model=model, mode="chat", messages=self.chat_messages(p), temperature=temperature,
                              max_tokens=max_tokens, seed=seed)
-        stop = ("\nQuestion:", "\n\nQuestion", "\nOptions:") if p.cot else ("\n",)
+        # A direct answer may start on a new line ("\nAnswer: B"), so a bare newline is no
+        # stop; the next question or option list is.
+        stop = ("\nQuestion:", "\n\nQuestion", "\nOptions:")
         return LMRequest(model=model, mode="text", prompt=self.text_prompt(p), temperature=temperature,
                          max_tokens=max_tokens, stop=stop, seed=seed)
 

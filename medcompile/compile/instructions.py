@@ -1,0 +1,78 @@
+"""Instruction candidates: the user's own plus ones the model proposes.
+
+In the spirit of DSPy's MIPRO and OPRO's meta-prompts: the model sees a few
+solved training questions and is asked for an instruction that would help answer
+them. Proposals are cleaned, bounded and de-duplicated; the search then decides.
+"""
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+from ..lm.base import LM, LMError, LMRequest, Message
+from ..modules.base import derive_seed
+from ..question import Question
+
+META_PROMPT = (
+    "Below are questions from a medical licensing exam, each with its correct answer.\n\n"
+    "{examples}\n\n"
+    "A good instruction for answering questions like these, in one sentence:\n"
+    "Instruction:"
+)
+MIN_LEN, MAX_LEN = 20, 400
+
+
+def normalise(text: str) -> str:
+    return re.sub(r"[^a-z0-9 ]", "", re.sub(r"\s+", " ", text.lower())).strip()
+
+
+def clean(text: str) -> str | None:
+    """First line of a proposal, if it looks like an instruction."""
+    line = next((ln.strip() for ln in text.strip().splitlines() if ln.strip()), "")
+    line = re.sub(r"^(instruction\s*:\s*|[\-\*\d\.\)]+\s*)", "", line, flags=re.IGNORECASE).strip().strip('"')
+    if not MIN_LEN <= len(line) <= MAX_LEN or "{{" in line or "}}" in line:
+        return None
+    if sum(c.isalpha() for c in line) < len(line) * 0.6:
+        return None
+    return line
+
+
+def dedupe(cands: Sequence[str]) -> list[str]:
+    seen: set[str] = set()
+    out = []
+    for c in cands:
+        k = normalise(c)
+        if k and k not in seen:
+            seen.add(k)
+            out.append(c)
+    return out
+
+
+def propose_instructions(user_instruction: str, examples: Sequence[Question], lm: LM, *, n: int = 3,
+                         seed: int = 0, temperature: float = 1.0) -> tuple[list[str], int]:
+    """Returns (candidates with the user's first, number of model calls made)."""
+    shown = "\n\n".join(
+        f"Question: {q.question}\n" + "\n".join(f"{k}. {v}" for k, v in q.options.items()) + f"\nAnswer: {q.answer}"
+        for q in examples
+    )
+    prompt = META_PROMPT.format(examples=shown)
+    proposals, calls = [], 0
+    for i in range(n):
+        s = derive_seed(seed, "instruction", i)
+        if lm.mode == "chat":
+            req = LMRequest(model=lm.model, mode="chat", messages=(Message("user", prompt),),
+                            temperature=temperature, max_tokens=80, seed=s)
+        else:
+            req = LMRequest(model=lm.model, mode="text", prompt=prompt, temperature=temperature, max_tokens=60,
+                            stop=("\n",), seed=s)
+        calls += 1
+        try:
+            text = lm.complete(req).text
+        except LMError as exc:
+            if exc.fatal:
+                raise
+            continue
+        c = clean(text)
+        if c:
+            proposals.append(c)
+    return dedupe([user_instruction, *proposals]), calls

@@ -1,0 +1,85 @@
+"""The search space of a declared program, and how a point in it becomes a program.
+
+Every module declares its own open choices (`Module.space()`); here they are collected
+under stable dotted paths (``inner.inner.cot``), offered to optuna as categorical
+choices, and applied back to a frozen copy of the module tree.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import Any, Mapping
+
+from ..bank import Bank
+from ..modules.base import Module
+from ..modules.predict import Predict
+from ..modules.retrieve import Retrieve
+
+
+@dataclass(frozen=True)
+class Param:
+    """One open choice: `path` locates the module, `name` the parameter."""
+
+    path: str
+    name: str
+    choices: tuple[Any, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.path}.{self.name}" if self.path else self.name
+
+    def optuna_choices(self) -> tuple[Any, ...]:
+        """optuna stores only plain scalars: long texts (instructions) go by index."""
+        if all(isinstance(c, (bool, int, float)) or (isinstance(c, str) and len(c) <= 64) for c in self.choices):
+            return self.choices
+        return tuple(range(len(self.choices)))
+
+    def value(self, raw: Any) -> Any:
+        return self.choices[raw] if self.optuna_choices() != self.choices else raw
+
+
+def collect_space(root: Module, instructions: tuple[str, ...] = ()) -> list[Param]:
+    """All open choices of the tree. Predictors get an `instruction` choice when the
+    compiler has more than one candidate instruction for them."""
+    params: list[Param] = []
+    for path, m in root.walk():
+        space = m.space()
+        if isinstance(m, Predict) and m.tune is not None and "instruction" not in space and len(instructions) > 1:
+            space["instruction"] = instructions
+        for name, choices in sorted(space.items()):
+            if len(choices) > 1:
+                params.append(Param(path, name, tuple(choices)))
+    return params
+
+
+def apply(root: Module, params: Mapping[str, Any], banks: "BankChoice") -> Module:
+    """A frozen copy of `root` with the chosen values (missing ones keep their default)."""
+
+    def rebuild(m: Module, path: str) -> Module:
+        mine = {k[len(path) + 1:] if path else k: v for k, v in params.items()
+                if (k.rsplit(".", 1)[0] if "." in k else "") == path}
+        kids = {name: rebuild(child, f"{path}.{name}" if path else name) for name, child in m.children()}
+        out = m.with_children(kids) if kids else m
+        out = out.configure(mine)
+        if isinstance(out, Predict) and isinstance(out.demos, Retrieve):
+            out = replace(out, demos=replace(out.demos, bank=banks.for_predictor(out.cot)))
+        return out
+
+    return rebuild(root, "")
+
+
+@dataclass
+class BankChoice:
+    """Chain-of-thought exemplars need rationales; direct ones do not. Medprompt keeps
+    only rationales that reached the right answer, so the CoT bank is a subset."""
+
+    full: Bank
+    cot: Bank
+
+    def for_predictor(self, cot: bool) -> Bank:
+        return self.cot if cot else self.full
+
+
+def canonical(root: Module) -> str:
+    """A text identifying what a configured program does, for spotting repeats."""
+    return json.dumps(root.to_config(), sort_keys=True)

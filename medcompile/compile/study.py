@@ -1,0 +1,79 @@
+"""The optuna study behind a compile: storage, resumption and deterministic sampling.
+
+Storage is an optuna RDB URL: SQLite by default (one file beside the output, so an
+interrupted compile resumes where it stopped) or PostgreSQL, where several
+`medcompile optimize --worker` processes share one study.
+
+Determinism: the sampler is re-seeded before every trial from the compile seed and
+the number of trials already *finished*. A trial killed mid-way is marked failed
+and the next trial gets the very seed it had, so a resumed compile proposes the same
+configurations as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from ..modules.base import derive_seed
+
+optuna.logging.set_verbosity(logging.WARNING)
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def sqlite_url(path: str | Path) -> str:
+    return f"sqlite:///{Path(path).resolve()}"
+
+
+def open_study(storage: str, name: str, *, directions: list[str], heartbeat: bool) -> optuna.Study:
+    """Create or join the study. With `heartbeat`, trials of a crashed worker are failed
+    by the others after a grace period (optuna's stale-trial mechanism)."""
+    if heartbeat:
+        store: Any = optuna.storages.RDBStorage(storage, heartbeat_interval=10, grace_period=60,
+                                                engine_kwargs=_engine_kwargs(storage))
+    else:
+        store = optuna.storages.RDBStorage(storage, engine_kwargs=_engine_kwargs(storage))
+    return optuna.create_study(storage=store, study_name=name, directions=directions, load_if_exists=True)
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 60}}
+    return {"pool_pre_ping": True}
+
+
+def fail_stale(study: optuna.Study) -> int:
+    """Mark RUNNING trials left by a killed single-process compile as FAIL."""
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)  # noqa: SLF001
+        n += 1
+    return n
+
+
+def seeded_sampler(seed: int, n_finished: int, multi_objective: bool, n_startup: int) -> optuna.samplers.BaseSampler:
+    s = derive_seed(seed, "sampler", n_finished)
+    if multi_objective:
+        return optuna.samplers.NSGAIISampler(seed=s, population_size=max(4, n_startup))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=s, n_startup_trials=n_startup, multivariate=True, group=True)
+
+
+def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return sorted(study.get_trials(deepcopy=False, states=FINISHED), key=lambda t: t.number)
+
+
+def put_json(study: optuna.Study, key: str, value: Any) -> None:
+    study.set_user_attr(key, json.dumps(value, sort_keys=True))
+
+
+def get_json(study: optuna.Study, key: str) -> Any:
+    raw = study.user_attrs.get(key)
+    return json.loads(raw) if raw is not None else None
