@@ -148,9 +148,24 @@ class Signature:
 _NAME = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?::\s*(.+?))?\s*$")
 
 
+def _split_top_level(part: str) -> list[str]:
+    """Split on commas outside brackets, so ``dict[str, str]`` stays one type."""
+    out, depth, cur = [], 0, ""
+    for ch in part:
+        depth += ch in "[("
+        depth -= ch in "])"
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    out.append(cur)
+    return out
+
+
 def _parse_fields(part: str, known: dict[str, FieldType], spec: str) -> list[Field]:
     fields: list[Field] = []
-    for raw in part.split(","):
+    for raw in _split_top_level(part):
         if not raw.strip():
             raise SignatureError(f"empty field name in signature {spec!r}")
         m = _NAME.match(raw)

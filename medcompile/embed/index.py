@@ -1,0 +1,236 @@
+"""Exact-by-default kNN over unit vectors, plus a byte-exact JSON-safe matrix codec.
+
+Few-shot selection must be reproducible: the same program on the same bank must
+pick the same exemplars in the same order on every machine. faiss alone does not
+promise an order among equal scores, so `KNNIndex` asks faiss for candidates,
+widens the search until every near-tie of the k-th hit is in, rescores the
+candidates in float64, and sorts by (score desc, id asc).
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import numpy as np
+
+IndexKind = Literal["flat", "hnsw", "ivf", "auto"]
+_KINDS = ("flat", "hnsw", "ivf", "auto")
+_CODEC = "f32le"
+# faiss scores are float32; anything within this of the k-th score may be a tie after exact rescoring.
+_TIE_TOL = 1e-4
+
+
+class KNNError(ValueError):
+    """Bad input to the index (shape, dtype, k, exclude)."""
+
+
+class MatrixCodecError(ValueError):
+    """An encoded matrix is malformed, truncated, or fails its checksum."""
+
+
+def _faiss() -> Any:
+    try:
+        import faiss
+    except ImportError as e:  # pragma: no cover - dependency is pinned
+        raise KNNError("the 'faiss-cpu' package is not installed") from e
+    return faiss
+
+
+def _as_matrix(x: np.ndarray, what: str, dim: int | None = None) -> np.ndarray:
+    a = np.asarray(x)
+    if a.ndim == 1 and what == "queries":
+        a = a[None, :]
+    if a.ndim != 2:
+        raise KNNError(f"{what}: expected a 2-d array, got shape {a.shape}")
+    if dim is not None and a.shape[1] != dim:
+        raise KNNError(f"{what}: expected dim {dim}, got {a.shape[1]}")
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    if not np.all(np.isfinite(a)):
+        raise KNNError(f"{what}: contains NaN or infinite values")
+    return a
+
+
+class KNNIndex:
+    """Inner-product kNN over the rows of `vectors` (ids are row numbers).
+
+    kind: "flat" (exact, default), "hnsw" / "ivf" (approximate, for large banks), or
+    "auto" (flat below `auto_threshold` rows, else hnsw). Approximate indexes are
+    built single-threaded so that the same data always gives the same graph.
+    """
+
+    def __init__(self, vectors: np.ndarray, *, kind: IndexKind = "flat", hnsw_m: int = 32,
+                 ef_construction: int = 128, ef_search: int = 128, nlist: int | None = None,
+                 nprobe: int = 16, auto_threshold: int = 50_000) -> None:
+        if kind not in _KINDS:
+            raise KNNError(f"unknown index kind {kind!r}; expected one of {list(_KINDS)}")
+        self._vectors = _as_matrix(vectors, "vectors").copy()  # the caller may mutate its array later
+        self.n, self.dim = self._vectors.shape
+        if self.dim == 0:
+            raise KNNError("vectors: dim must be > 0")
+        if kind == "auto":
+            kind = "flat" if self.n < auto_threshold else "hnsw"
+        self.kind: str = kind
+        self.hnsw_m, self.ef_construction, self.ef_search = hnsw_m, ef_construction, ef_search
+        self.nlist = nlist or max(1, min(int(4 * math.sqrt(max(self.n, 1))), self.n // 39 or 1))
+        self.nprobe = nprobe
+        self._index = self._build()
+
+    def __len__(self) -> int:
+        return self.n
+
+    def settings(self) -> dict[str, Any]:
+        """The resolved index configuration (JSON-safe), for logs and frozen programs."""
+        s: dict[str, Any] = {"kind": self.kind, "n": self.n, "dim": self.dim}
+        if self.kind == "hnsw":
+            s.update(hnsw_m=self.hnsw_m, ef_construction=self.ef_construction, ef_search=self.ef_search)
+        elif self.kind == "ivf":
+            s.update(nlist=self.nlist, nprobe=self.nprobe)
+        return s
+
+    def _build(self) -> Any:
+        faiss = _faiss()
+        if self.kind == "flat":
+            index = faiss.IndexFlatIP(self.dim)
+            index.add(self._vectors)
+            return index
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)  # multi-threaded HNSW insertion / k-means is not reproducible
+        try:
+            if self.kind == "hnsw":
+                index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+                index.hnsw.efConstruction = self.ef_construction
+            else:
+                quantizer = faiss.IndexFlatIP(self.dim)
+                index = faiss.IndexIVFFlat(quantizer, self.dim, self.nlist, faiss.METRIC_INNER_PRODUCT)
+                self._quantizer = quantizer  # the index does not own it: keep it alive here
+                if self.n:
+                    index.train(self._vectors)
+            if self.n:
+                index.add(self._vectors)
+        finally:
+            faiss.omp_set_num_threads(threads)
+        return index
+
+    def _faiss_search(self, q: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+        faiss = _faiss()
+        params = None
+        if self.kind == "hnsw":
+            params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, kk))
+        elif self.kind == "ivf":
+            params = faiss.SearchParametersIVF(nprobe=min(self.nprobe, self.nlist))
+        return self._index.search(q, kk, params=params)
+
+    def search(self, queries: np.ndarray, k: int,
+               exclude: list[set[int]] | None = None) -> list[list[int]]:
+        """Ids of the k most similar rows per query, best first, ties broken by smaller id.
+
+        `exclude[i]` holds ids never returned for query i (leave-one-out). Fewer than
+        k ids come back only when the bank has fewer eligible rows.
+        """
+        return self.search_with_scores(queries, k, exclude)[0]
+
+    def search_with_scores(self, queries: np.ndarray, k: int, exclude: list[set[int]] | None = None
+                           ) -> tuple[list[list[int]], list[list[float]]]:
+        """Like `search`, also returning the float64 inner products used for the order."""
+        q = _as_matrix(queries, "queries", self.dim)
+        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 0:
+            raise KNNError(f"k must be a non-negative integer, got {k!r}")
+        excl = self._check_exclude(exclude, q.shape[0])
+        if k == 0 or self.n == 0:
+            return [[] for _ in range(q.shape[0])], [[] for _ in range(q.shape[0])]
+        kk0 = min(self.n, k + max((len(e) for e in excl), default=0) + 1)
+        sims0, ids0 = self._faiss_search(q, kk0)
+        ids_out, scores_out = [], []
+        for i in range(q.shape[0]):
+            cand = self._candidates(q[i:i + 1], k, excl[i], kk0, sims0[i], ids0[i])
+            ids, scores = self._rank(q[i], cand, k)
+            ids_out.append(ids)
+            scores_out.append(scores)
+        return ids_out, scores_out
+
+    def _check_exclude(self, exclude: list[set[int]] | None, m: int) -> list[set[int]]:
+        if exclude is None:
+            return [set() for _ in range(m)]
+        if len(exclude) != m:
+            raise KNNError(f"exclude has {len(exclude)} entries for {m} queries")
+        return [set(int(j) for j in e) for e in exclude]
+
+    def _candidates(self, q: np.ndarray, k: int, excl: set[int], kk: int,
+                    sims: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Widen the faiss search until no unseen row can tie with or beat the k-th hit."""
+        while True:
+            valid = ids >= 0
+            ids_v, sims_v = ids[valid], sims[valid]
+            keep = np.array([j not in excl for j in ids_v.tolist()], dtype=bool)
+            kept_sims = sims_v[keep]
+            if kk >= self.n:
+                break
+            if kept_sims.size >= k and sims_v.size == kk:
+                kth = float(kept_sims[k - 1])
+                if sims_v[-1] < kth - _TIE_TOL * max(1.0, abs(kth)):
+                    break
+            if kept_sims.size >= k and sims_v.size < kk:  # approximate index returned all it could
+                break
+            kk = min(self.n, kk * 2)
+            sims_b, ids_b = self._faiss_search(q, kk)
+            sims, ids = sims_b[0], ids_b[0]
+        return ids_v[keep]
+
+    def _rank(self, q: np.ndarray, cand: np.ndarray, k: int) -> tuple[list[int], list[float]]:
+        """Exact float64 rescoring, then (score desc, id asc); elementwise sums keep equal rows equal."""
+        if cand.size == 0:
+            return [], []
+        cand = np.unique(cand.astype(np.int64))
+        scores = (self._vectors[cand].astype(np.float64) * q.astype(np.float64)).sum(axis=1)
+        order = np.lexsort((cand, -scores))[:k]
+        return cand[order].tolist(), scores[order].tolist()
+
+
+def brute_force_knn(vectors: np.ndarray, queries: np.ndarray, k: int,
+                    exclude: Iterable[set[int]] | None = None) -> list[list[int]]:
+    """Reference kNN in numpy with the same scoring and tie rule (tests, sanity checks)."""
+    v = np.asarray(vectors, dtype=np.float32).astype(np.float64)
+    q = np.atleast_2d(np.asarray(queries, dtype=np.float32)).astype(np.float64)
+    excl = list(exclude) if exclude is not None else [set() for _ in range(q.shape[0])]
+    out = []
+    for i in range(q.shape[0]):
+        scores = (v * q[i]).sum(axis=1)
+        order = [j for j in np.lexsort((np.arange(v.shape[0]), -scores)).tolist() if j not in excl[i]]
+        out.append(order[:k])
+    return out
+
+
+def encode_matrix(m: np.ndarray) -> str:
+    """float32 matrix -> 'f32le:<sha256 hex>:<base64>' (little-endian bytes, row-major).
+
+    Stores embeddings inside JSON byte-identically; the checksum catches truncation
+    and hand edits. Only float32 is accepted: casting here would silently lose bits.
+    """
+    a = np.asarray(m)
+    if a.ndim != 2:
+        raise MatrixCodecError(f"encode_matrix: expected a 2-d array, got shape {a.shape}")
+    if a.dtype.kind != "f" or a.dtype.itemsize != 4:  # any byte order
+        raise MatrixCodecError(f"encode_matrix: expected float32, got {a.dtype}; cast explicitly first")
+    raw = np.ascontiguousarray(a, dtype="<f4").tobytes()
+    return f"{_CODEC}:{hashlib.sha256(raw).hexdigest()}:{base64.b64encode(raw).decode('ascii')}"
+
+
+def decode_matrix(s: str, n: int, dim: int) -> np.ndarray:
+    """Inverse of `encode_matrix`: a writable native float32 (n, dim) array, checksum verified."""
+    if not isinstance(s, str):
+        raise MatrixCodecError(f"decode_matrix: expected a string, got {type(s).__name__}")
+    parts = s.split(":", 2)
+    if len(parts) != 3 or parts[0] != _CODEC:
+        raise MatrixCodecError(f"decode_matrix: not an encoded matrix (expected '{_CODEC}:<sha256>:<base64>')")
+    try:
+        raw = base64.b64decode(parts[2].encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError) as e:
+        raise MatrixCodecError(f"decode_matrix: invalid base64: {e}") from None
+    if hashlib.sha256(raw).hexdigest() != parts[1].lower():
+        raise MatrixCodecError("decode_matrix: sha256 mismatch (data corrupted or edited)")
+    if n < 0 or dim < 0 or len(raw) != n * dim * 4:
+        raise MatrixCodecError(f"decode_matrix: {len(raw)} bytes do not hold a {n}x{dim} float32 matrix")
+    return np.frombuffer(raw, dtype="<f4").astype(np.float32).reshape(n, dim)

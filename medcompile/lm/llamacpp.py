@@ -1,0 +1,161 @@
+"""In-process GGUF models through llama-cpp-python: the free, offline default backend.
+
+One `Llama` per LlamaCppLM, loaded on first call and never reset between calls, so
+llama.cpp's KV cache reuses the longest shared token prefix (few-shot prompts share
+long prefixes). A lock serialises calls: a llama context is not thread-safe.
+The request seed is passed on every call (llama-cpp-python rebuilds its sampler from
+it each time), so sampled outputs are reproducible; temperature 0 is greedy.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from medcompile.lm.base import LMError, LMRequest, LMResponse, Mode
+
+
+def _import_llama() -> Any:
+    try:
+        import llama_cpp
+    except ImportError as e:  # pragma: no cover - the package is a hard dependency
+        raise LMError("local models need llama-cpp-python (pip install llama-cpp-python)") from e
+    return llama_cpp
+
+
+# llama.cpp prints these at context creation even with verbose=False; they are harmless.
+_NOISE = re.compile(r"using full-size SWA cache|n_ctx_seq \(\d+\) [<>] n_ctx_train|^\s*$")
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr(captured: list[str]) -> Iterator[None]:
+    """Capture what native code writes to fd 2 while loading; replay all but known noise.
+
+    Replaying keeps anything else (another thread's output, a real llama.cpp complaint);
+    on failure the caller puts the captured lines into its error message.
+    """
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, ValueError, OSError):  # no real stderr (e.g. captured by pytest)
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), fd)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+            tmp.seek(0)
+            captured.extend(tmp.read().decode("utf-8", "replace").splitlines())
+    keep = [line for line in captured if not _NOISE.search(line)]
+    if keep:
+        print("\n".join(keep), file=sys.stderr)
+
+
+def gguf_metadata(model_path: str | os.PathLike[str]) -> dict[str, str]:
+    """The GGUF key/value metadata, read by loading only the vocabulary (fast)."""
+    path = Path(model_path)
+    if not path.is_file():
+        raise LMError(f"model file not found: {path}")
+    llama_cpp = _import_llama()
+    log: list[str] = []
+    try:
+        with _quiet_native_stderr(log):
+            llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    except Exception as e:  # noqa: BLE001 - llama raises bare ValueError/RuntimeError
+        raise LMError(f"cannot read GGUF file {path}: {e}{_tail(log)}") from e
+    try:
+        return dict(llm.metadata)
+    finally:
+        llm.close()
+
+
+def _tail(log: list[str], n: int = 5) -> str:
+    lines = [line for line in log if line.strip()][-n:]
+    return ("\nllama.cpp said:\n  " + "\n  ".join(lines)) if lines else ""
+
+
+def has_chat_template(model_path: str | os.PathLike[str]) -> bool:
+    """True if the GGUF ships a chat template, i.e. was tuned for chat messages."""
+    return "tokenizer.chat_template" in gguf_metadata(model_path)
+
+
+class LlamaCppLM:
+    """A GGUF model run in this process. `model` is a stable id, not a file path."""
+
+    def __init__(self, model_path: str | os.PathLike[str], n_ctx: int = 2048,
+                 n_threads: int | None = None, mode: Mode = "text",
+                 model_name: str | None = None) -> None:
+        if mode not in ("text", "chat"):
+            raise ValueError(f"mode must be 'text' or 'chat', not {mode!r}")
+        self.model_path = Path(model_path)
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads
+        self.mode: Mode = mode
+        self.model = model_name or f"local/{self.model_path.stem.lower()}"
+        self._llm: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        if self._llm is None:
+            if not self.model_path.is_file():
+                raise LMError(f"{self.model}: model file not found: {self.model_path}")
+            llama_cpp = _import_llama()
+            log: list[str] = []
+            try:
+                with _quiet_native_stderr(log):
+                    self._llm = llama_cpp.Llama(model_path=str(self.model_path), n_ctx=self.n_ctx,
+                                                n_threads=self.n_threads, verbose=False,
+                                                logits_all=False, seed=0)
+            except Exception as e:  # noqa: BLE001
+                raise LMError(f"{self.model}: cannot load {self.model_path}: {e}{_tail(log)}") from e
+        return self._llm
+
+    def complete(self, request: LMRequest) -> LMResponse:
+        common = dict(max_tokens=request.max_tokens, temperature=request.temperature,
+                      top_p=request.top_p, stop=list(request.stop), seed=request.seed)
+        with self._lock:
+            llm = self._load()
+            t0 = time.perf_counter()
+            try:
+                if request.mode == "chat":
+                    msgs = [{"role": m.role, "content": m.content} for m in request.messages]
+                    out = llm.create_chat_completion(messages=msgs, **common)
+                    text = out["choices"][0]["message"].get("content") or ""
+                else:
+                    if request.prompt is None:
+                        raise LMError(f"{self.model}: text-mode request has no prompt")
+                    out = llm.create_completion(request.prompt, **common)
+                    text = out["choices"][0].get("text") or ""
+            except LMError:
+                raise
+            except Exception as e:  # noqa: BLE001 - llama raises bare ValueError/RuntimeError
+                hint = "; shorten the prompt or raise n_ctx" if "context window" in str(e) else ""
+                raise LMError(f"{self.model} (n_ctx={self.n_ctx}) failed: {e}{hint}",
+                              retryable=False) from e
+            latency = time.perf_counter() - t0
+        usage = out.get("usage") or {}
+        return LMResponse(text=text, prompt_tokens=int(usage.get("prompt_tokens", 0)),
+                          completion_tokens=int(usage.get("completion_tokens", 0)),
+                          cost=0.0, latency_s=latency)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._llm is not None:
+                self._llm.close()
+                self._llm = None
+
+    def settings(self) -> dict:
+        return {"backend": "llamacpp", "model": self.model, "mode": self.mode,
+                "n_ctx": self.n_ctx, "file": self.model_path.name}

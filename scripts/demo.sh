@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The main job on the embedded defaults: compile Medprompt for Gemma 3 270M on the MedQA
+# development split, then run and evaluate the frozen program. Outputs go to out/demo/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+. .venv/bin/activate
+export LITELLM_LOCAL_MODEL_COST_MAP=True
+OUT=out/demo
+mkdir -p "$OUT"
+medcompile optimize medprompt \
+  --train medqa_us4 --train-split bank --train-limit 120 \
+  --dev medqa_us4 --dev-split dev --dev-limit 16 \
+  --lm local --budget 400 --trials 8 --rationales 12 --instructions 2 --seed 0 \
+  --out "$OUT/medprompt.json"
+medcompile validate "$OUT/medprompt.json"
+medcompile run "$OUT/medprompt.json" --input medqa_us4 --split test --limit 5 --output "$OUT/answers.jsonl"
+echo "answers:"; cat "$OUT/answers.jsonl"
+if medcompile eval --help >/dev/null 2>&1; then
+  medcompile eval "$OUT/medprompt.json" --data medqa_us4 --split test --limit 20 --out "$OUT"
+fi
+echo "demo done: $OUT/medprompt.json, $OUT/medprompt.report.md, $OUT/answers.jsonl"

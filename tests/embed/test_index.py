@@ -1,0 +1,167 @@
+"""KNNIndex against an independent numpy brute force, and the matrix codec round trip."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from medcompile.embed.index import KNNError, KNNIndex, MatrixCodecError, decode_matrix, encode_matrix
+
+
+def reference(bank: np.ndarray, queries: np.ndarray, k: int, exclude=None) -> list[list[int]]:
+    """Sort every row by (score desc, id asc); written independently of the module under test."""
+    out = []
+    for i, q in enumerate(np.atleast_2d(queries)):
+        scores = [float(np.dot(bank[j].astype(np.float64), q.astype(np.float64))) for j in range(len(bank))]
+        order = sorted(range(len(bank)), key=lambda j: (-scores[j], j))
+        skip = exclude[i] if exclude else set()
+        out.append([j for j in order if j not in skip][:k])
+    return out
+
+
+def unit_rows(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    m = rng.standard_normal((n, dim)).astype(np.float32)
+    return (m / np.linalg.norm(m, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("k", [1, 5, 17])
+def test_flat_matches_brute_force_on_random_unit_vectors(k: int) -> None:
+    rng = np.random.default_rng(k)
+    bank, queries = unit_rows(rng, 400, 32), unit_rows(rng, 40, 32)
+    assert KNNIndex(bank).search(queries, k) == reference(bank, queries, k)
+
+
+def test_exact_ties_are_broken_by_smaller_id() -> None:
+    rng = np.random.default_rng(1)
+    # Small integer vectors: every dot product is exact and many of them are equal.
+    bank = rng.integers(-1, 2, size=(300, 6)).astype(np.float32)
+    queries = rng.integers(-1, 2, size=(30, 6)).astype(np.float32)
+    got = KNNIndex(bank).search(queries, 25)
+    want = reference(bank, queries, 25)
+    assert got == want
+    scores = bank.astype(np.float64) @ queries.T.astype(np.float64)
+    assert any(len(set(scores[r, i] for r in row)) < len(row) for i, row in enumerate(want)), "no ties tested"
+
+
+def test_duplicate_rows_come_back_in_id_order() -> None:
+    rng = np.random.default_rng(2)
+    base = unit_rows(rng, 50, 16)
+    bank = np.concatenate([base, base[::-1], base[:10]])  # every row of base appears 2-3 times
+    for qi in range(10):
+        ids = KNNIndex(bank).search(base[qi], 3)[0]
+        assert ids == sorted(j for j in range(len(bank)) if np.array_equal(bank[j], base[qi]))
+
+
+def test_exclude_hides_items_and_refills_from_below() -> None:
+    rng = np.random.default_rng(3)
+    bank = unit_rows(rng, 200, 24)
+    index = KNNIndex(bank)
+    loo = index.search(bank, 5, exclude=[{i} for i in range(200)])
+    assert all(i not in row for i, row in enumerate(loo))
+    assert loo == reference(bank, bank, 5, [{i} for i in range(200)])
+    # Excluding most of the bank forces the search to widen many times.
+    big = [set(range(200)) - {7, 150, 199}, set(range(1, 200))]
+    got = index.search(bank[:2], 5, exclude=big)
+    assert sorted(got[0]) == [7, 150, 199] and got == reference(bank, bank[:2], 5, big)
+    assert got[1] == [0]
+
+
+def test_k_larger_than_bank_and_empty_cases() -> None:
+    rng = np.random.default_rng(4)
+    bank = unit_rows(rng, 6, 8)
+    index = KNNIndex(bank)
+    assert sorted(index.search(bank[0], 50)[0]) == list(range(6))
+    assert index.search(bank[:2], 0) == [[], []]
+    assert KNNIndex(np.zeros((0, 8), np.float32)).search(bank[:1], 3) == [[]]
+
+
+def test_scores_are_returned_in_descending_order() -> None:
+    rng = np.random.default_rng(5)
+    bank, q = unit_rows(rng, 100, 16), unit_rows(rng, 3, 16)
+    ids, scores = KNNIndex(bank).search_with_scores(q, 10)
+    for qi, (row_ids, row_scores) in enumerate(zip(ids, scores)):
+        assert row_scores == sorted(row_scores, reverse=True)
+        np.testing.assert_allclose(row_scores, bank[row_ids].astype(np.float64) @ q[qi].astype(np.float64),
+                                   rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_approximate_indexes_have_high_recall_and_are_reproducible(kind: str) -> None:
+    rng = np.random.default_rng(6)
+    bank, queries = unit_rows(rng, 3000, 32), unit_rows(rng, 50, 32)
+    exact = KNNIndex(bank).search(queries, 10)
+    a = KNNIndex(bank, kind=kind, nprobe=32)
+    got = a.search(queries, 10)
+    recall = np.mean([len(set(g) & set(e)) / 10 for g, e in zip(got, exact)])
+    assert recall >= 0.9, recall
+    assert KNNIndex(bank, kind=kind, nprobe=32).search(queries, 10) == got
+    loo = a.search(bank[:20], 5, exclude=[{i} for i in range(20)])
+    assert all(i not in row and len(row) == 5 for i, row in enumerate(loo))
+    assert a.settings()["kind"] == kind
+
+
+def test_auto_kind_picks_flat_for_small_banks() -> None:
+    bank = unit_rows(np.random.default_rng(7), 100, 8)
+    assert KNNIndex(bank, kind="auto").kind == "flat"
+    assert KNNIndex(bank, kind="auto", auto_threshold=50).kind == "hnsw"
+
+
+def test_bad_input_gives_clear_errors() -> None:
+    bank = unit_rows(np.random.default_rng(8), 10, 4)
+    index = KNNIndex(bank)
+    with pytest.raises(KNNError, match="expected dim 4"):
+        index.search(np.ones((1, 5), np.float32), 1)
+    with pytest.raises(KNNError, match="NaN"):
+        KNNIndex(np.full((2, 4), np.nan, np.float32))
+    with pytest.raises(KNNError, match="exclude has 1 entries for 2 queries"):
+        index.search(bank[:2], 1, exclude=[set()])
+    with pytest.raises(KNNError, match="non-negative integer"):
+        index.search(bank[:1], -1)
+    with pytest.raises(KNNError, match="unknown index kind"):
+        KNNIndex(bank, kind="lsh")  # type: ignore[arg-type]
+
+
+finite_or_not = hnp.arrays(
+    dtype=hnp.floating_dtypes(sizes=32, endianness="="),
+    shape=hnp.array_shapes(min_dims=2, max_dims=2, min_side=0, max_side=12),
+    elements=st.floats(width=32, allow_nan=True, allow_infinity=True),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(finite_or_not)
+def test_codec_round_trip_is_byte_exact(m: np.ndarray) -> None:
+    m = m.astype(np.float32)
+    s = json.loads(json.dumps({"e": encode_matrix(m)}))["e"]
+    back = decode_matrix(s, *m.shape)
+    assert back.dtype == np.float32 and back.shape == m.shape and back.flags.writeable
+    assert back.tobytes() == m.tobytes()  # NaN payloads and -0.0 included
+
+
+@settings(max_examples=50, deadline=None)
+@given(hnp.arrays(np.dtype(">f4"), (3, 5), elements=st.floats(width=32, allow_nan=False)))
+def test_codec_is_little_endian_whatever_the_input_byte_order(m: np.ndarray) -> None:
+    s = encode_matrix(m)
+    assert s == encode_matrix(m.astype("<f4"))
+    assert np.array_equal(decode_matrix(s, 3, 5), m.astype(np.float32))
+
+
+def test_codec_detects_corruption_and_wrong_shapes() -> None:
+    m = np.arange(12, dtype=np.float32).reshape(3, 4)
+    s = encode_matrix(m)
+    head, digest, body = s.split(":")
+    flipped = body[:-6] + ("A" if body[-6] != "A" else "B") + body[-5:]
+    with pytest.raises(MatrixCodecError, match="sha256 mismatch"):
+        decode_matrix(f"{head}:{digest}:{flipped}", 3, 4)
+    with pytest.raises(MatrixCodecError, match="do not hold a 4x4"):
+        decode_matrix(s, 4, 4)
+    with pytest.raises(MatrixCodecError, match="not an encoded matrix"):
+        decode_matrix("f64le:" + s[6:], 3, 4)
+    with pytest.raises(MatrixCodecError, match="invalid base64"):
+        decode_matrix(f"{head}:{digest}:@@@@", 3, 4)
+    with pytest.raises(MatrixCodecError, match="expected float32"):
+        encode_matrix(m.astype(np.float64))
