@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .lm.base import Usage
 
-_console = Console(stderr=True)
+_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 class Bar:
@@ -47,11 +47,11 @@ def progress_bar(description: str, total: int | None, *, quiet: bool = False) ->
         return
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[stats]}"),
-                  console=_console, transient=not sys.stderr.isatty() and False) as p:
+                  console=_console) as p:
         task = p.add_task(description, total=total, stats="")
         yield Bar(p, task)
 
 
 def log(message: str, *, quiet: bool = False) -> None:
     if not quiet:
-        _console.print(message, highlight=False)
+        _console.print(message, highlight=False, soft_wrap=True)

@@ -72,7 +72,8 @@ class Program:
             return lm
         from ..lm.registry import make_lm
 
-        spec = lm or (self.lm_settings or {}).get("model") or "local"
+        settings = self.lm_settings or {}
+        spec = lm or settings.get("spec") or settings.get("model") or "local"
         mode = None if isinstance(lm, str) else (self.lm_settings or {}).get("mode")
         return make_lm(spec, mode=mode)
 
