@@ -91,7 +91,8 @@ class Compiler:
 
         base = make_lm(lm) if isinstance(lm, str) else lm
         self.lm: MeteredLM = base if isinstance(base, MeteredLM) else MeteredLM(base)
-        self.lm_settings = lm_settings(self.lm)
+        # What model the program is for; not how this process reached it (cache, retries).
+        self.lm_settings = {k: v for k, v in lm_settings(self.lm).items() if k in ("model", "mode", "spec", "backend")}
 
     # ---- set-up --------------------------------------------------------------------------
     def _validate(self) -> None:

@@ -30,6 +30,14 @@ def reply(req: LMRequest, key: str, rationale: str = "Reasoned.") -> str:
     return f" {rationale}\nAnswer: {key}" if is_cot(req) else f" {key}"
 
 
+def proposes_instruction(req: LMRequest) -> str | None:
+    """Scripted answer to the compiler's instruction meta-prompt (None for other prompts)."""
+    text = req.prompt if req.mode == "text" else req.messages[-1].content
+    if text.rstrip().endswith("Instruction:") or "A good instruction" in text:
+        return f" Consider the mechanism of disease {req.seed % 5}, then pick the single best option."
+    return None
+
+
 def knows_text(correct_text_of, skill: float = 1.0, cot_skill: float | None = None) -> ScriptedLM:
     """Picks the option whose text is correct with probability `skill` (else option A)."""
 
