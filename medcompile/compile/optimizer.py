@@ -155,7 +155,8 @@ class Compiler:
         url = self.storage_url(name)
         multi = o.objective == "pareto"
         study = studies.open_study(url, name, directions=["maximize", "minimize"] if multi else ["maximize"],
-                                   heartbeat=o.worker or not url.startswith("sqlite"))
+                                   heartbeat=o.worker or not url.startswith("sqlite"), join=o.worker,
+                                   wait_s=o.worker_wait_s)
         if not o.worker and url.startswith("sqlite"):
             stale = studies.fail_stale(study)
             if stale:

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy.exc
 from optuna.trial import TrialState
 
 from ..modules.base import derive_seed
@@ -31,15 +33,43 @@ def sqlite_url(path: str | Path) -> str:
     return f"sqlite:///{Path(path).resolve()}"
 
 
-def open_study(storage: str, name: str, *, directions: list[str], heartbeat: bool) -> optuna.Study:
+def open_study(storage: str, name: str, *, directions: list[str], heartbeat: bool, join: bool = False,
+               wait_s: float = 600.0) -> optuna.Study:
     """Create or join the study. With `heartbeat`, trials of a crashed worker are failed
-    by the others after a grace period (optuna's stale-trial mechanism)."""
-    if heartbeat:
-        store: Any = optuna.storages.RDBStorage(storage, heartbeat_interval=10, grace_period=60,
-                                                engine_kwargs=_engine_kwargs(storage))
-    else:
-        store = optuna.storages.RDBStorage(storage, engine_kwargs=_engine_kwargs(storage))
+    by the others after a grace period (optuna's stale-trial mechanism). A joining
+    worker waits for the leader to create the study (and its tables) first, so two
+    processes never race to create the schema."""
+    if join:
+        t_end = time.time() + wait_s
+        while True:
+            try:
+                return _open(storage, name, directions, heartbeat, create=False)
+            except (KeyError, sqlalchemy.exc.SQLAlchemyError):
+                if time.time() > t_end:
+                    raise
+                time.sleep(1.0)
+    return _open(storage, name, directions, heartbeat, create=True)
+
+
+def _open(storage: str, name: str, directions: list[str], heartbeat: bool, *, create: bool) -> optuna.Study:
+    storage = driver_url(storage)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if heartbeat:
+            store: Any = optuna.storages.RDBStorage(storage, heartbeat_interval=10, grace_period=60,
+                                                    engine_kwargs=_engine_kwargs(storage))
+        else:
+            store = optuna.storages.RDBStorage(storage, engine_kwargs=_engine_kwargs(storage))
+    if not create:
+        return optuna.load_study(storage=store, study_name=name)
     return optuna.create_study(storage=store, study_name=name, directions=directions, load_if_exists=True)
+
+
+def driver_url(url: str) -> str:
+    """SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; we ship psycopg2-binary."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
