@@ -64,6 +64,7 @@ class Program:
         self.lm_settings = dict(lm) if lm else None
         self.compile_info = dict(compile_info) if compile_info else None
         self.seed = seed
+        self._lms: dict[tuple[str, str | None], LM] = {}
 
     # ---- running ---------------------------------------------------------------------
     def resolve_lm(self, lm: LM | str | None) -> LM:
@@ -74,8 +75,11 @@ class Program:
 
         settings = self.lm_settings or {}
         spec = lm or settings.get("spec") or settings.get("model") or "local"
-        mode = None if isinstance(lm, str) else (self.lm_settings or {}).get("mode")
-        return make_lm(spec, mode=mode)
+        mode = None if isinstance(lm, str) else settings.get("mode")
+        key = (spec, mode)
+        if key not in self._lms:  # one client (and cache connection) per program, not per call
+            self._lms[key] = make_lm(spec, mode=mode)
+        return self._lms[key]
 
     def run(self, q: Question, lm: LM | str | None = None) -> Result:
         return self._run_one(q, self.resolve_lm(lm))

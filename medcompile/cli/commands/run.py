@@ -34,10 +34,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 def read_questions(path: str, split: str = "all", limit: int | None = None) -> list[Question]:
     if path == "-":
         return parse_jsonl(sys.stdin, "<stdin>")
-    from ...data import load_dataset
+    from ...data import DatasetError, load_dataset
     from ...data.splits import sample, split_named
 
-    ds = load_dataset(path)
+    try:
+        ds = load_dataset(path)
+    except DatasetError:
+        if split == "all" and path.endswith(".jsonl"):  # plain questions, possibly without answers
+            with open(path, encoding="utf-8") as f:
+                qs = parse_jsonl(f, path)
+            return sample(qs, limit, 0) if limit else qs
+        raise
     qs = split_named(ds, split).questions if split != "all" else ds.questions
     return sample(qs, limit, 0) if limit else list(qs)
 

@@ -1,0 +1,42 @@
+"""A real compile on the embedded model: tiny, but every stage runs for real."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.real_model
+
+
+def _optimize(out, cache):
+    cmd = [sys.executable, "-m", "medcompile.cli.main", "optimize", "medprompt",
+           "--train", "medqa_us4", "--train-split", "bank", "--train-limit", "30",
+           "--dev", "medqa_us4", "--dev-split", "dev", "--dev-limit", "4",
+           "--lm", "local", "--budget", "60", "--trials", "3", "--rationales", "3", "--instructions", "1",
+           "--minibatch", "2", "--quiet", "--out", str(out)]
+    env = {**os.environ, "MEDCOMPILE_CACHE_DIR": str(cache)}
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=1200)
+
+
+def test_medprompt_compiles_on_local_model_reproducibly(tmp_path):
+    cache = tmp_path / "cache"
+    r1 = _optimize(tmp_path / "a" / "mp.json", cache)
+    assert r1.returncode == 0, r1.stderr
+    prog = json.loads((tmp_path / "a" / "mp.json").read_text())
+    info = prog["compile"]
+    assert info["budget"]["spent_calls"] <= 60 and info["dev"]["n"] == 4
+    assert prog["lm"]["model"].startswith("local/gemma3-270m") and prog["lm"]["mode"] == "text"
+    assert info["rationales"]["attempted"] == 3
+    report = json.loads((tmp_path / "a" / "mp.report.json").read_text())
+    assert report["this_run"]["live_usage"]["live_calls"] > 0
+    # Same command, fresh output folder (fresh study), same cache: same bytes, no model call.
+    r2 = _optimize(tmp_path / "b" / "mp.json", cache)
+    assert r2.returncode == 0, r2.stderr
+    assert (tmp_path / "b" / "mp.json").read_bytes() == (tmp_path / "a" / "mp.json").read_bytes()
+    report2 = json.loads((tmp_path / "b" / "mp.report.json").read_text())
+    assert report2["this_run"]["live_usage"]["live_calls"] == 0
