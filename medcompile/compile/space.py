@@ -62,7 +62,9 @@ def apply(root: Module, params: Mapping[str, Any], banks: "BankChoice") -> Modul
         out = m.with_children(kids) if kids else m
         out = out.configure(mine)
         if isinstance(out, Predict) and isinstance(out.demos, Retrieve):
-            out = replace(out, demos=replace(out.demos, bank=banks.for_predictor(out.cot)))
+            # Zero-shot needs no bank: a frozen program then carries none.
+            bank = banks.for_predictor(out.cot) if out.demos.k > 0 else None
+            out = replace(out, demos=replace(out.demos, bank=bank))
         return out
 
     return rebuild(root, "")

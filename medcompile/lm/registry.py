@@ -7,6 +7,7 @@ MeteredLM(CachedLM(LimitedLM(RetryingLM(backend)))), the cache being optional.
 """
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import threading
@@ -26,6 +27,15 @@ _RETRY_KEYS = ("max_retries", "base_delay", "max_delay")
 DEFAULT_REMOTE_CONCURRENCY = 8
 _shared: dict[tuple, LlamaCppLM] = {}
 _shared_lock = threading.Lock()
+
+
+@atexit.register
+def _close_shared() -> None:
+    """Free llama.cpp models before interpreter teardown (its __del__ then fails noisily)."""
+    with _shared_lock:
+        for lm in _shared.values():
+            lm.close()
+        _shared.clear()
 
 
 def _shared_llama(path: Path, mode: Mode, **kw: Any) -> LlamaCppLM:
