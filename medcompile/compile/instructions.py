@@ -29,7 +29,8 @@ def normalise(text: str) -> str:
 def clean(text: str) -> str | None:
     """First line of a proposal, if it looks like an instruction."""
     line = next((ln.strip() for ln in text.strip().splitlines() if ln.strip()), "")
-    line = re.sub(r"^(instruction\s*:\s*|[\-\*\d\.\)]+\s*)", "", line, flags=re.IGNORECASE).strip().strip('"')
+    line = re.sub(r"^(instruction\s*:\s*|[A-Za-z]\s*:\s*|[\-\*\d\.\)]+\s*)", "", line, flags=re.IGNORECASE)
+    line = line.strip().strip('"\'“”').strip()
     if not MIN_LEN <= len(line) <= MAX_LEN or "{{" in line or "}}" in line:
         return None
     if sum(c.isalpha() for c in line) < len(line) * 0.6:
