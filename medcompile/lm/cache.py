@@ -31,6 +31,11 @@ def default_cache_dir() -> Path:
     env = os.environ.get("MEDCOMPILE_CACHE_DIR")
     if env:
         return Path(env).expanduser()
+    return user_cache_dir()
+
+
+def user_cache_dir() -> Path:
+    """The platform's per-user cache dir for medcompile, whatever the environment says."""
     if sys.platform == "win32":
         base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
     elif sys.platform == "darwin":

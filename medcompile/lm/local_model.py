@@ -12,7 +12,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from medcompile.lm.cache import default_cache_dir
+from medcompile.lm.cache import user_cache_dir
 
 DEFAULT_LOCAL_MODEL = "local/gemma3-270m"
 DEFAULT_LOCAL_MODEL_ID = "local/gemma3-270m-q4_k_m"  # the `model` attribute: goes in cache keys
@@ -41,6 +41,17 @@ def expected_size() -> int:
     return sum(p.stat().st_size for p in _package().chunk_paths())
 
 
+def model_dir() -> Path:
+    """Where assembled model files live: $MEDCOMPILE_MODEL_DIR, else the user cache.
+
+    Separate from the response cache ($MEDCOMPILE_CACHE_DIR), so a fresh response
+    cache (tests, benchmarks) does not mean another 253 MB copy of the model."""
+    env = os.environ.get("MEDCOMPILE_MODEL_DIR")
+    if env:
+        return Path(env).expanduser()
+    return user_cache_dir() / "models"
+
+
 def default_gguf_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """Path of the assembled default GGUF, assembling it on first use.
 
@@ -48,7 +59,7 @@ def default_gguf_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     so a warm start costs a stat, not a 250 MB hash.
     """
     pkg = _package()
-    target = Path(cache_dir or default_cache_dir()) / "models" / GGUF_FILENAME
+    target = Path(cache_dir or model_dir()) / GGUF_FILENAME
     stamp = target.with_name(target.name + ".sha256")
     with _lock:
         size = expected_size()
