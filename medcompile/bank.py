@@ -17,6 +17,12 @@ from .exemplar import Exemplar
 from .question import Question
 
 
+#: Embedder settings that say where to connect or what to download. A program file comes
+#: from someone else: it must not decide where retrieval queries (and the API key named
+#: in the environment) are sent, so these are never written and are refused on load.
+CONNECTION_SETTINGS = frozenset({"api_base", "api_key_env", "allow_download"})
+
+
 def query_text(q: Question) -> str:
     """What is embedded for retrieval: the question stem (options do not move it)."""
     return q.question
@@ -96,7 +102,8 @@ class Bank:
         from .embed import encode_matrix
 
         d: dict[str, Any] = {"items": [e.to_dict() for e in self.exemplars]}
-        d["embedder"] = self.embedder_settings
+        d["embedder"] = ({k: v for k, v in self.embedder_settings.items() if k not in CONNECTION_SETTINGS}
+                         if self.embedder_settings is not None else None)
         if self.store_embeddings and self._embeddings is not None:
             m = np.ascontiguousarray(self._embeddings, dtype="<f4")
             d["embeddings"] = {"encoding": "base64-f32le", "shape": list(m.shape),

@@ -161,7 +161,12 @@ class Compiler:
             stale = studies.fail_stale(study)
             if stale:
                 log(f"resuming study {name}: {stale} interrupted trial(s) will be redone", quiet=o.quiet)
-        prep = self._prep(study)
+        try:
+            prep = self._prep(study)
+        except LMError as exc:  # only fatal ones get here (backend down for good)
+            raise CompileError(f"model backend failed while preparing rationales and instructions: {exc}. "
+                               "Every finished model call is kept in the cache; rerun the same command "
+                               "to resume.") from exc
         banks = self._banks(prep)
         space = collect_space(self.declared.root, tuple(prep["instructions"]))
         log(f"search space: {len(space)} choice(s): " + ", ".join(f"{p.key}{list(p.choices) if p.name != 'instruction' else f'[{len(p.choices)} candidates]'}"
@@ -329,6 +334,10 @@ class Compiler:
 
         o = self.opts
         trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+        # Trials cut short (process killed, backend down) are redone on resume: leave them out and
+        # number the rest in order, so that an interrupted compile writes the same program.
+        trials = [t for t in trials if t.state != TrialState.FAIL or "skipped" in t.user_attrs]
+        logical = {t.number: i for i, t in enumerate(trials)}
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         if not complete:
             raise CompileError(
@@ -336,7 +345,7 @@ class Compiler:
                 f"(dev set of {len(self.dev)} questions, {prep['calls']} calls spent on preparation). "
                 "Raise --budget or use a smaller dev set; finished work is kept in the study.")
         best = min(complete, key=lambda t: (-t.values[0], t.user_attrs.get("cpq", 0.0), t.number))
-        pareto = [t.number for t in study.best_trials] if o.objective == "pareto" else []
+        pareto = [logical[t.number] for t in study.best_trials] if o.objective == "pareto" else []
         params = {p.key: p.value(best.params[p.key]) for p in space if p.key in best.params}
         final = apply(self.declared.root, params, banks)
         scores = best.user_attrs["scores"]
@@ -355,7 +364,7 @@ class Compiler:
                     **({"ci95": [round(ci.low, 6), round(ci.high, 6)]} if ci else {})},
             "chosen": {k: (v if not isinstance(v, str) or len(v) <= 64 else f"<{len(v)} chars>")
                        for k, v in sorted(params.items())},
-            "chosen_trial": best.number,
+            "chosen_trial": logical[best.number],
             "calls_per_question": cpq,
             "rationales": prep["rationale_stats"],
             "instructions": prep["instructions"],
@@ -366,6 +375,10 @@ class Compiler:
         program = Program(final, name=self.declared.name, signature=self.declared.signature,
                           templates=self.declared.templates, lm=self.lm_settings, compile_info=info, seed=o.seed)
         rows = [TrialRow.from_trial(t, space) for t in trials]
+        for row, t in zip(rows, trials):
+            row.number = logical[t.number]
+            if "duplicate_of" in t.user_attrs:
+                row.note = f"same as trial {logical.get(t.user_attrs['duplicate_of'], t.user_attrs['duplicate_of'])}"
         report = CompileReport(info=info, trials=rows, live_usage=self.lm.snapshot().to_dict(),
                                elapsed_s=elapsed, storage=_redact(url), pareto=pareto)
         program.report = report  # type: ignore[attr-defined]

@@ -115,7 +115,7 @@ def _first_json_record(path: Path) -> Any:
                 if raw.strip():
                     try:
                         return json.loads(raw)
-                    except ValueError:
+                    except (ValueError, RecursionError):  # RecursionError: nested too deeply
                         return None
     except OSError as e:
         raise DatasetError(f"{path}: cannot read: {e}") from e

@@ -113,12 +113,18 @@ def validate_dict(raw: Any, where: str) -> ProgramSpec:
             f"{where}: field 'schema_version' is {version}, written by a newer medcompile; "
             f"this version reads schema_version {SCHEMA_VERSION}. Upgrade medcompile to load it."
         )
-    if version != SCHEMA_VERSION:
+    if version != SCHEMA_VERSION or type(version) is not int:  # not true, not 1.0
         raise ProgramFileError(f"{where}: field 'schema_version' must be the integer {SCHEMA_VERSION}, got {version!r}")
     try:
-        return ProgramSpec.model_validate(raw)
+        spec = ProgramSpec.model_validate(raw)
     except ValidationError as exc:
         raise ProgramFileError(f"{where}: invalid program file:\n{_format_errors(exc)}") from None
+    try:  # open-ended sections (compile, lm, embedder) must still be writable, hashable JSON
+        json.dumps(raw, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except ValueError as exc:  # an overflowing number like 1e999 (inf), or an unpaired surrogate
+        raise ProgramFileError(f"{where}: holds a value that is not portable JSON ({exc}); numbers must be "
+                               "finite and text valid Unicode") from None
+    return spec
 
 
 def _format_errors(exc: ValidationError, limit: int = 8) -> str:

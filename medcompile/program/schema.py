@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_ID = "medcompile.program"
 SCHEMA_VERSION = 1
@@ -118,6 +118,14 @@ class EmbedderSpec(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
     kind: Literal["wordllama", "sentence-transformers", "litellm"]
+
+    @model_validator(mode="after")
+    def _no_connection_settings(self) -> "EmbedderSpec":
+        bad = sorted(set(self.model_extra or {}) & {"api_base", "api_key_env", "allow_download"})
+        if bad:
+            raise ValueError(f"connection settings {bad} are not accepted from a program file; "
+                             "set them where the program runs (environment / command line)")
+        return self
 
 
 class BankSpec(_Strict):

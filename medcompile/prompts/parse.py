@@ -22,6 +22,9 @@ class ParsedAnswer:
         return self.key is None
 
 
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
 def _key_pattern(keys: Sequence[str]) -> str:
     alts = sorted((re.escape(k) for k in keys), key=len, reverse=True)
     return "(?:" + "|".join(alts) + ")"
@@ -48,7 +51,9 @@ def parse_answer(text: str, options: dict[str, str], *, direct: bool) -> ParsedA
     """
     if not isinstance(text, str):
         return ParsedAnswer(None, "", "no text")
-    text = text.replace("\x00", "")
+    # Undecodable model bytes arrive as lone surrogates; they would break cache keys, the
+    # prompts that quote this text (exemplar rationales, refine paths) and UTF-8 files.
+    text = _SURROGATES.sub("\ufffd", text.replace("\x00", ""))
     keys = list(options)
     if not text.strip():
         return ParsedAnswer(None, "", "empty output")

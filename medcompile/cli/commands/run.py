@@ -41,8 +41,11 @@ def read_questions(path: str, split: str = "all", limit: int | None = None) -> l
         ds = load_dataset(path)
     except DatasetError:
         if split == "all" and path.endswith(".jsonl"):  # plain questions, possibly without answers
-            with open(path, encoding="utf-8") as f:
-                qs = parse_jsonl(f, path)
+            try:
+                with open(path, encoding="utf-8") as f:
+                    qs = parse_jsonl(f, path)
+            except UnicodeDecodeError:
+                raise QuestionError(f"{path}: not valid UTF-8 text") from None
             return sample(qs, limit, 0) if limit else qs
         raise
     qs = split_named(ds, split).questions if split != "all" else ds.questions
@@ -58,8 +61,10 @@ def parse_jsonl(f: IO[str], where: str) -> list[Question]:
             out.append(Question.from_dict({"id": str(n), **json.loads(line)}))
         except json.JSONDecodeError as exc:
             raise QuestionError(f"{where} line {n}: not valid JSON ({exc.msg})") from None
-        except (QuestionError, TypeError) as exc:
+        except (QuestionError, TypeError, AttributeError) as exc:  # AttributeError: 'meta' not an object
             raise QuestionError(f"{where} line {n}: {exc}") from None
+        except (ValueError, RecursionError) as exc:  # e.g. nested too deeply to parse
+            raise QuestionError(f"{where} line {n}: not valid JSON ({type(exc).__name__})") from None
     return out
 
 
