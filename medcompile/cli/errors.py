@@ -12,6 +12,7 @@ _err = Console(stderr=True, soft_wrap=True)
 def expected_errors() -> tuple[type[BaseException], ...]:
     from ..compile.optimizer import CompileError
     from ..data.validate import DatasetError
+    from ..evaluate.runner import EvalError
     from ..lm.base import LMError
     from ..modules.base import ModuleError
     from ..program.io import ProgramFileError
@@ -20,7 +21,7 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     from .resolve import ProgramSourceError
 
     return (ProgramFileError, DatasetError, CompileError, LMError, ModuleError, QuestionError, SignatureError,
-            ProgramSourceError, FileNotFoundError, PermissionError, IsADirectoryError)
+            ProgramSourceError, EvalError, FileNotFoundError, PermissionError, IsADirectoryError)
 
 
 def run_guarded(fn: Callable[[], int]) -> int:

@@ -66,9 +66,9 @@ def sample(questions: Sequence[Q], n: int, seed: int = 0) -> list[Q]:
     """`n` questions in a seeded pseudo-random order. Same seed -> same subset and
     order; samples are nested (the first k of a larger sample are the sample of k)."""
     if n < 0:
-        raise ValueError(f"sample size must be >= 0, got {n}")
+        raise DatasetError(f"sample size must be >= 0, got {n}")
     if n > len(questions):
-        raise ValueError(f"cannot sample {n} questions from {len(questions)}")
+        raise DatasetError(f"cannot take {n} questions: only {len(questions)} are available (lower --limit)")
     return [questions[i] for i in _order(questions, seed, "sample")[:n]]
 
 

@@ -96,6 +96,7 @@ class Usage:
     cost: float = 0.0
     failures: int = 0
     latency_s: float = 0.0
+    live_cost: float = 0.0  # money actually spent (cost counts cached calls at what they cost)
 
     def add_response(self, r: LMResponse) -> None:
         self.calls += 1
@@ -103,6 +104,7 @@ class Usage:
         self.prompt_tokens += r.prompt_tokens
         self.completion_tokens += r.completion_tokens
         self.cost += r.cost
+        self.live_cost += 0.0 if r.cached else r.cost
         self.latency_s += r.latency_s
 
     def __iadd__(self, other: "Usage") -> "Usage":
@@ -119,5 +121,6 @@ class Usage:
         d = asdict(self)
         d["live_calls"] = self.live_calls
         d["cost"] = round(self.cost, 8)
+        d["live_cost"] = round(self.live_cost, 8)
         d["latency_s"] = round(self.latency_s, 4)
         return d

@@ -145,8 +145,9 @@ class DiskCache:
 class CachedLM:
     """Serve a request from the cache, else ask `inner` and remember the answer.
 
-    A failed call (an exception) is never stored. A cache hit reports cost 0 (no money
-    was spent this time) and its lookup time as latency; token counts are kept.
+    A failed call (an exception) is never stored. A cache hit reports the tokens and
+    cost the call had (so a compile's logical cost is the same cold or warm; the money
+    actually spent is `Usage.live_cost`) and its lookup time as latency.
     Concurrent identical requests in one process make a single inner call.
     """
 
@@ -162,7 +163,7 @@ class CachedLM:
         hit = self.cache.get(key)
         if hit is None:
             return None
-        return replace(hit, cost=0.0, latency_s=time.perf_counter() - t0)
+        return replace(hit, latency_s=time.perf_counter() - t0)
 
     def complete(self, request: LMRequest) -> LMResponse:
         t0 = time.perf_counter()

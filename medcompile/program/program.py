@@ -107,9 +107,9 @@ class Program:
 
     def run_many(self, questions: Sequence[Question], lm: LM | str | None = None, *, concurrency: int = 1,
                  on_result: Any = None) -> list[Result]:
-        """Run many questions, in input order. `on_result(result)` is called as each finishes
-        (progress bars, incremental saving); a fatal model error stops the run after the
-        results already finished have been handed to `on_result`."""
+        """Run many questions; results come back in input order and `on_result(result)` is
+        called in input order too (so streamed output keeps the input's order). A fatal
+        model error stops the run after the results before it have been handed over."""
         the_lm = self.resolve_lm(lm)
         self.prepare(questions)
         if concurrency <= 1:

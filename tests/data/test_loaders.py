@@ -261,7 +261,7 @@ def test_sample_is_seeded_nested_and_order_independent() -> None:
     assert [q.id for q in sample(qs, 3, seed=1)] == [q.id for q in s1[:3]]
     assert [q.id for q in sample(qs[::-1], 5, seed=1)] == [q.id for q in s1]
     assert {tuple(q.id for q in sample(qs, 10, seed=s)) for s in range(5)}.__len__() > 1
-    with pytest.raises(ValueError, match="cannot sample 11 questions from 10"):
+    with pytest.raises(ValueError, match="cannot take 11 questions: only 10"):
         sample(qs, 11, seed=0)
 
 

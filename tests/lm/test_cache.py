@@ -80,12 +80,16 @@ def test_cache_key_covers_sampling_settings(tmp_path: Path) -> None:
     assert outs == {"0.0:0", "0.0:1", "1.0:0", "1.0:1"} and inner.calls == 4
 
 
-def test_hit_reports_zero_cost(tmp_path: Path) -> None:
+def test_hit_keeps_cost_but_spends_nothing(tmp_path: Path) -> None:
+    from medcompile.lm.meter import MeteredLM
+
     inner = ScriptedLM(lambda r: LMResponse(text="x", prompt_tokens=3, completion_tokens=1, cost=0.25))
-    lm = CachedLM(inner, DiskCache(tmp_path))
+    lm = MeteredLM(CachedLM(inner, DiskCache(tmp_path)))
     assert lm.complete(req()).cost == 0.25
     hit = lm.complete(req())
-    assert hit.cached and hit.cost == 0.0 and hit.prompt_tokens == 3
+    assert hit.cached and hit.cost == 0.25 and hit.prompt_tokens == 3 and inner.calls == 1
+    u = lm.snapshot()
+    assert u.cost == 0.5 and u.live_cost == 0.25
 
 
 def test_failed_call_is_not_cached(tmp_path: Path) -> None:
