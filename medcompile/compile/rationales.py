@@ -22,9 +22,11 @@ class RationaleStats:
     attempted: int
     kept: int
     abstained: int
+    correct_without_rationale: int = 0
 
     def to_dict(self) -> dict[str, int]:
-        return {"attempted": self.attempted, "kept": self.kept, "abstained": self.abstained}
+        return {"attempted": self.attempted, "kept": self.kept, "abstained": self.abstained,
+                "correct_without_rationale": self.correct_without_rationale}
 
 
 def generate_rationales(questions: Sequence[Question], lm: LM, signature: Signature, templates: dict[str, str],
@@ -35,11 +37,13 @@ def generate_rationales(questions: Sequence[Question], lm: LM, signature: Signat
                    templates=templates)
     blind = [q.with_options(q.options, None) for q in questions]
     results = prog.run_many(blind, lm, concurrency=concurrency, on_result=on_result)
-    kept, abstained = [], 0
+    kept, abstained, bare = [], 0, 0
     for q, r in zip(questions, results):
         pred = r.prediction
         if pred.answer is None:
             abstained += 1
-        elif pred.answer == q.answer and pred.rationale:
+        elif pred.answer == q.answer and pred.rationale and pred.rationale.strip():
             kept.append(Exemplar(q, pred.rationale.strip()))
-    return kept, RationaleStats(len(questions), len(kept), abstained)
+        elif pred.answer == q.answer:
+            bare += 1
+    return kept, RationaleStats(len(questions), len(kept), abstained, bare)

@@ -74,7 +74,9 @@ def parse_answer(text: str, options: dict[str, str], *, direct: bool) -> ParsedA
     if m:
         key = _match_key(m.group(1), keys)
         if key is not None:
-            return ParsedAnswer(key, _clean_rationale(text[: m.start()]), "answer statement")
+            before = _clean_rationale(text[: m.start()])
+            # Small base models often state the answer first and explain after it.
+            return ParsedAnswer(key, before or _explanation_after(text[m.end():]), "answer statement")
     # An option's full text, stated alone, names it.
     lowered = text.lower()
     hits = [k for k, t in options.items() if t and len(t) > 3 and t.lower() in lowered]
@@ -83,6 +85,14 @@ def parse_answer(text: str, options: dict[str, str], *, direct: bool) -> ParsedA
     if direct:
         return ParsedAnswer(None, "", "no option key at the start")
     return ParsedAnswer(None, _clean_rationale(text), "no answer statement")
+
+
+def _explanation_after(text: str) -> str:
+    """The explanation that follows an answer statement, up to the next question or answer."""
+    text = re.split(r"\n\s*(?:Question|Answer|Options)\s*:", text, maxsplit=1, flags=re.IGNORECASE)[0]
+    text = re.sub(r"^[\s.):\-]*(?:[^\n]*\n)?", "", text, count=1) if text.lstrip()[:1] not in ("", "\n") else text
+    text = re.sub(r"^\s*(?:explanation|because|reasoning|rationale)\s*:\s*", "", text.strip(), flags=re.IGNORECASE)
+    return text.strip()
 
 
 def _clean_rationale(text: str) -> str:

@@ -35,3 +35,10 @@ def test_abstentions_never_raise():
 def test_word_keys():
     assert parse_answer(" Yes, it does", YNM, direct=True).key == "yes"
     assert parse_answer("so... the answer is maybe.", YNM, direct=False).key == "maybe"
+
+
+def test_explanation_after_the_answer_becomes_the_rationale():
+    p = parse_answer("\n\nAnswer: B. heparin\nExplanation: It is an anticoagulant given IV.\n\nQuestion: x",
+                     OPTS, direct=False)
+    assert p.key == "B" and p.rationale == "It is an anticoagulant given IV."
+    assert parse_answer("Answer: C", OPTS, direct=False).rationale == ""
