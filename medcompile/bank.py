@@ -23,6 +23,9 @@ from .question import Question
 CONNECTION_SETTINGS = frozenset({"api_base", "api_key_env", "allow_download"})
 
 
+MEMO_SIZE = 4096
+
+
 def query_text(q: Question) -> str:
     """What is embedded for retrieval: the question stem (options do not move it)."""
     return q.question
@@ -40,6 +43,9 @@ class Bank:
         self._index = None
         self._embedder = None
         self._lock = threading.Lock()
+        self._rows_by_id: dict[str, list[int]] | None = None
+        # Shuffled variants of one question share its stem, so an ensemble retrieves once.
+        self._memo: dict[tuple[str, str, int], list[int]] = {}
         if embeddings is not None and embeddings.shape[0] != len(self.exemplars):
             raise ValueError(f"bank has {len(self.exemplars)} exemplars but {embeddings.shape[0]} embeddings")
 
@@ -69,12 +75,28 @@ class Bank:
         to the question; an exemplar identical to the question is never shown."""
         if k <= 0 or not self.exemplars:
             return []
-        self._ensure()
-        assert self._embedder is not None and self._index is not None
-        vec = self._embedder.embed([query_text(q)])
-        exclude = {i for i, e in enumerate(self.exemplars) if e.question.id == q.id and e.question.question == q.question}
-        ids = self._index.search(vec, min(k, len(self.exemplars) - len(exclude)), exclude=[exclude])[0]
+        key = (query_text(q), q.id, k)
+        ids = self._memo.get(key)
+        if ids is None:
+            self._ensure()
+            assert self._embedder is not None and self._index is not None
+            vec = self._embedder.embed([query_text(q)])
+            exclude = self._same_question(q)
+            ids = self._index.search(vec, min(k, len(self.exemplars) - len(exclude)), exclude=[exclude])[0]
+            with self._lock:
+                if len(self._memo) >= MEMO_SIZE:
+                    self._memo.clear()
+                self._memo[key] = ids
         return [self.exemplars[i] for i in reversed(ids)]
+
+    def _same_question(self, q: Question) -> set[int]:
+        """Rows holding this very question (leave-one-out), via an id index, not a scan."""
+        if self._rows_by_id is None:
+            rows: dict[str, list[int]] = {}
+            for i, e in enumerate(self.exemplars):
+                rows.setdefault(e.question.id, []).append(i)
+            self._rows_by_id = rows
+        return {i for i in self._rows_by_id.get(q.id, ()) if self.exemplars[i].question.question == q.question}
 
     def nearest_many(self, qs: Sequence[Question], k: int) -> list[list[Exemplar]]:
         """Batched `nearest` (one embedding call) for evaluation and compile."""
@@ -83,8 +105,7 @@ class Bank:
         self._ensure()
         assert self._embedder is not None and self._index is not None
         vecs = self._embedder.embed([query_text(q) for q in qs])
-        excl = [{i for i, e in enumerate(self.exemplars) if e.question.id == q.id and e.question.question == q.question}
-                for q in qs]
+        excl = [self._same_question(q) for q in qs]
         kk = max(0, min(k, len(self.exemplars) - 1))
         ids = self._index.search(vecs, kk, exclude=excl)
         return [[self.exemplars[i] for i in reversed(row)] for row in ids]
@@ -97,6 +118,12 @@ class Bank:
     def subset(self, keep: Sequence[int]) -> "Bank":
         emb = self._embeddings[list(keep)] if self._embeddings is not None else None
         return Bank([self.exemplars[i] for i in keep], self.embedder_settings, emb, self.store_embeddings)
+
+    def with_exemplars(self, exemplars: Sequence[Exemplar]) -> "Bank":
+        """The same questions (and embeddings) with other exemplar texts, e.g. rationales."""
+        if [e.question.id for e in exemplars] != [e.question.id for e in self.exemplars]:
+            raise ValueError("with_exemplars needs the same questions in the same order")
+        return Bank(exemplars, self.embedder_settings, self._embeddings, self.store_embeddings)
 
     def to_config(self) -> dict[str, Any]:
         from .embed import encode_matrix

@@ -231,8 +231,8 @@ class Compiler:
         if knn and self.train:
             full.embeddings()
         keep = [i for i, q in enumerate(self.train) if q.id in prep["rationales"]]
-        cot = full.subset(keep)
-        cot.exemplars = [Exemplar(e.question, prep["rationales"][e.question.id]) for e in cot.exemplars]
+        sub = full.subset(keep)
+        cot = sub.with_exemplars([Exemplar(e.question, prep["rationales"][e.question.id]) for e in sub.exemplars])
         return BankChoice(full=full, cot=cot)
 
     # ---- stage 3: search ---------------------------------------------------------------------
