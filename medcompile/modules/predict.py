@@ -53,8 +53,9 @@ class Predict(Module):
     def instruction(self) -> str:
         return self.signature.instruction
 
-    def token_limit(self) -> int:
-        return self.max_tokens or (COT_MAX_TOKENS if self.cot else DIRECT_MAX_TOKENS)
+    def token_limit(self, cot: bool | None = None) -> int:
+        """The user's cap, else room for reasoning when the prompt asks for it."""
+        return self.max_tokens or (COT_MAX_TOKENS if (self.cot if cot is None else cot) else DIRECT_MAX_TOKENS)
 
     def parts(self, q: Question, extra_paths: tuple[tuple[str, str], ...] = (), cot: bool | None = None) -> PromptParts:
         demos = self.demos.demos(q) if self.demos is not None else []
@@ -64,8 +65,7 @@ class Predict(Module):
         """One model call and its parse; a non-fatal model error becomes an abstention."""
         seed = derive_seed(ctx.seed, q.id, path) if temperature > 0 else 0
         req = ctx.builder.request(parts, model=ctx.lm.model, mode=ctx.lm.mode, temperature=temperature,
-                                  max_tokens=self.token_limit() if not parts.refine_paths else max(self.token_limit(), COT_MAX_TOKENS),
-                                  seed=seed)
+                                  max_tokens=self.token_limit(parts.cot), seed=seed)
         try:
             resp = ctx.complete(path, req)
         except LMError as exc:
