@@ -52,14 +52,14 @@ def model_dir() -> Path:
     return user_cache_dir() / "models"
 
 
-def default_gguf_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+def default_gguf_path(directory: str | os.PathLike[str] | None = None) -> Path:
     """Path of the assembled default GGUF, assembling it on first use.
 
     Reuse is decided by size plus a `.sha256` stamp written after a verified assembly,
     so a warm start costs a stat, not a 250 MB hash.
     """
     pkg = _package()
-    target = Path(cache_dir or model_dir()) / GGUF_FILENAME
+    target = Path(directory or model_dir()) / GGUF_FILENAME
     stamp = target.with_name(target.name + ".sha256")
     with _lock:
         size = expected_size()

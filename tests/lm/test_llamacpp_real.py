@@ -75,7 +75,7 @@ def test_gguf_spec_detects_base_model_as_text(gguf: Path) -> None:
 
 def test_default_gguf_is_assembled_atomically_and_reused(tmp_path: Path) -> None:
     p = default_gguf_path(tmp_path)
-    assert p == tmp_path / "models" / GGUF_FILENAME and p.stat().st_size > 100_000_000
+    assert p == tmp_path / GGUF_FILENAME and p.stat().st_size > 100_000_000
     assert [x.name for x in p.parent.iterdir() if x.name.endswith(".tmp")] == []
     mtime = p.stat().st_mtime_ns
     assert default_gguf_path(tmp_path) == p and p.stat().st_mtime_ns == mtime  # reused, not rewritten
