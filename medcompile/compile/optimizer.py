@@ -260,6 +260,8 @@ class Compiler:
                 if dup is not None:
                     self._tell_duplicate(study, trial, dup)
                     bar.advance(None)
+                    log(f"trial {trial.number:>3} same configuration as trial {dup.number}: reused, 0 calls",
+                        quiet=o.quiet)
                     continue
                 if spent + est > o.budget:
                     trial.set_user_attr("skipped", f"needs ~{est} calls, {o.budget - spent} left")
