@@ -1,0 +1,410 @@
+"""Benchmark: framework overhead per question, outside the model, medcompile vs DSPy.
+
+The model answers instantly (medcompile ScriptedLM / DSPy DummyLM), so every
+millisecond measured is the framework: query embedding, kNN retrieval, prompt
+building, answer parsing, shuffling and voting. The program is Medprompt-shaped:
+
+    medcompile: Vote(Shuffle(SelfCoT(demos=Retrieve(k=5, knn)), n=5))      (5 calls/question)
+    DSPy:       KNN(k=5) demos -> 5 x ChainOfThought over shuffled options -> majority vote
+
+over synthetic exemplar banks of 1k, 10k and 100k questions. Bank embeddings are
+random unit vectors (embedding 100k texts is not what is being measured), but the
+per-question *query* embedding uses the real default embedder (WordLlama) in both
+frameworks and is counted as overhead. Target: < 2 ms per question at 10k.
+
+Per question: median and p90 ms, with a breakdown (query embedding, kNN search and
+the rest of retrieval, prompt building, parsing, shuffle+vote) from an instrumented
+second pass. Bank's retrieval memo is emptied before every question (outside the
+timer), so each question pays for its own retrieval, once. medcompile is measured bare (program + ScriptedLM) and with the standard
+LM stack (wrap_lm: metering, SQLite cache, concurrency limit, retries) around the
+same ScriptedLM. If the 10k target is missed, a cProfile of the 10k run lists the
+hotspots with file:line.
+
+    python benchmarks/bench_overhead.py [--sizes 1000,10000,100000] [--queries 200]
+
+Writes benchmarks/results/overhead.json and overhead.png.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO, RESULTS, machine, md_table, pct, save_json  # noqa: E402
+
+from medcompile import Exemplar, Program, Question, Retrieve, SelfCoT, Shuffle, Vote  # noqa: E402
+from medcompile.bank import Bank  # noqa: E402
+from medcompile.lm.base import LMResponse  # noqa: E402
+from medcompile.lm.scripted import ScriptedLM  # noqa: E402
+
+WORDS = ("patient presents fever cough pain chest abdominal acute chronic history examination shows elevated "
+         "serum level blood pressure pulse respiratory rate temperature physician emergency department "
+         "year-old woman man child infant medication therapy diagnosis laboratory findings biopsy renal "
+         "hepatic cardiac pulmonary neurologic infection inflammation lesion mass swelling rash weakness "
+         "fatigue weight loss nausea vomiting diarrhea headache vision hearing glucose sodium potassium").split()
+ANSWER_TEXT = "The findings point to the second option because of the history and the laboratory values.\nAnswer: B"
+DIM = 256
+
+
+def synth_question(rng: random.Random, i: int, prefix: str = "b") -> Question:
+    words = [rng.choice(WORDS) for _ in range(rng.randint(60, 110))]
+    opts = {k: " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 5))).capitalize() for k in "ABCD"}
+    return Question(id=f"{prefix}{i}", question=f"A {rng.randint(2, 90)}-year-old " + " ".join(words) + "?",
+                    options=opts, answer=rng.choice("ABCD"))
+
+
+def synth_bank(n: int, seed: int = 0) -> tuple[list[Exemplar], np.ndarray]:
+    rng = random.Random(seed)
+    ex = [Exemplar(synth_question(rng, i), rationale=" ".join(rng.choice(WORDS) for _ in range(40)))
+          for i in range(n)]
+    v = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return ex, v
+
+
+def scripted_lm() -> ScriptedLM:
+    resp = LMResponse(text=ANSWER_TEXT, prompt_tokens=0, completion_tokens=0)
+    return ScriptedLM(lambda _r: resp, model="scripted-zero-latency")
+
+
+# ---- timing helpers ------------------------------------------------------------------------------
+class Acc:
+    """Accumulates seconds per named section (single-threaded runs)."""
+
+    def __init__(self) -> None:
+        self.t: dict[str, float] = defaultdict(float)
+        self.n: Counter = Counter()
+
+    def wrap(self, name: str, fn: Callable) -> Callable:
+        def inner(*a: Any, **k: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.t[name] += time.perf_counter() - t0
+                self.n[name] += 1
+        return inner
+
+
+@contextmanager
+def patched(obj: Any, attr: str, new: Any):  # noqa: ANN201
+    old = getattr(obj, attr)
+    setattr(obj, attr, new)
+    try:
+        yield
+    finally:
+        setattr(obj, attr, old)
+
+
+# ---- medcompile ------------------------------------------------------------------------------------
+def mc_program(bank: Bank) -> Program:
+    return Program(Vote(Shuffle(SelfCoT(demos=Retrieve(k=5, strategy="knn", bank=bank, tune=False), tune=False),
+                                n=5, tune=False)), name="medprompt-shaped")
+
+
+def forget(bank: Bank) -> None:
+    """Empty Bank's retrieval memo (if this version has one), so that every timed question
+    pays for its own retrieval: the variants below run the same questions in turn."""
+    memo = getattr(bank, "_memo", None)
+    if memo is not None:
+        memo.clear()
+
+
+def time_mc(prog: Program, lm: Any, queries: list[Question], bank: Bank) -> list[float]:
+    out = []
+    for q in queries:
+        forget(bank)
+        t0 = time.perf_counter()
+        r = prog.run(q, lm)
+        out.append(time.perf_counter() - t0)
+        assert r.prediction.answer is not None, r.prediction.reason
+    return out
+
+
+def breakdown_mc(prog: Program, bank: Bank, queries: list[Question]) -> dict[str, float]:
+    """Instrumented pass: ms/question per section (the wrappers add a little time)."""
+    import medcompile.embed.index as index_mod
+    import medcompile.modules.predict as predict_mod
+    import medcompile.modules.shuffle as shuffle_mod
+    import medcompile.modules.vote as vote_mod
+    from medcompile.prompts.builder import PromptBuilder
+
+    acc = Acc()
+    lm = scripted_lm()
+    emb = bank._embedder  # noqa: SLF001 - benchmark instrumentation
+    with patched(emb, "embed", acc.wrap("query_embedding", emb.embed)), \
+            patched(index_mod.KNNIndex, "search", acc.wrap("knn_search", index_mod.KNNIndex.search)), \
+            patched(Bank, "nearest", acc.wrap("retrieval_total", Bank.nearest)), \
+            patched(PromptBuilder, "request", acc.wrap("prompt_building", PromptBuilder.request)), \
+            patched(predict_mod, "parse_answer", acc.wrap("parsing", predict_mod.parse_answer)), \
+            patched(shuffle_mod, "permute", acc.wrap("shuffle_permute", shuffle_mod.permute)), \
+            patched(shuffle_mod, "plurality", acc.wrap("vote", shuffle_mod.plurality)), \
+            patched(vote_mod, "plurality", acc.wrap("vote", vote_mod.plurality)), \
+            patched(lm, "complete", acc.wrap("model_call(scripted)", lm.complete)):
+        t0 = time.perf_counter()
+        for q in queries:
+            forget(bank)
+            prog.run(q, lm)
+        total = time.perf_counter() - t0
+    n = len(queries)
+    d = {k: round(1000 * v / n, 4) for k, v in acc.t.items()}
+    d["retrieval_other(exclusion, memo, id mapping)"] = round(
+        d.get("retrieval_total", 0) - d.get("query_embedding", 0) - d.get("knn_search", 0), 4)
+    d["total_instrumented"] = round(1000 * total / n, 4)
+    d["retrievals_per_question"] = acc.n["retrieval_total"] / n
+    d["query_embeddings_per_question"] = acc.n["query_embedding"] / n
+    return d
+
+
+# ---- DSPy ------------------------------------------------------------------------------------------
+def dspy_parts(exemplars: list[Exemplar], vectors: np.ndarray, embed: Callable[[list[str]], np.ndarray]):  # noqa: ANN201
+    import dspy
+    from dspy.predict.knn import KNN
+
+    dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
+
+    class MCQ(dspy.Signature):
+        """Answer the medical multiple-choice question."""
+
+        question: str = dspy.InputField()
+        options: str = dspy.InputField()
+        answer: str = dspy.OutputField()
+
+    train = [dspy.Example(question=e.question.question,
+                          options="\n".join(f"{k}. {v}" for k, v in e.question.options.items()),
+                          reasoning=e.rationale, answer=e.question.answer).with_inputs("question", "options")
+             for e in exemplars]
+    n = len(train)
+
+    def vectorizer(texts: list[str]) -> np.ndarray:
+        # The bank: precomputed vectors, as for medcompile. A query: the real embedder.
+        return vectors if len(texts) == n else embed(list(texts))
+
+    knn = KNN(k=5, trainset=train, vectorizer=dspy.Embedder(vectorizer))
+
+    class Medprompt(dspy.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cot = dspy.ChainOfThought(MCQ)
+
+        def forward(self, question: str, options: dict[str, str], qid: str):  # noqa: ANN201
+            demos = knn(question=question)  # one retrieval per question, as DSPy users write it
+            keys = list(options)
+            texts = [options[k] for k in keys]
+            votes: Counter = Counter()
+            for i in range(5):
+                perm = list(range(len(keys)))
+                if i:
+                    random.Random(f"{qid}-{i}").shuffle(perm)
+                shown = "\n".join(f"{keys[j]}. {texts[perm[j]]}" for j in range(len(keys)))
+                pred = self.cot(question=question, options=shown, demos=demos)
+                letter = (pred.answer or "").strip()[:1]
+                if letter in keys:
+                    votes[keys[perm[keys.index(letter)]]] += 1
+            best = max(sorted(votes), key=lambda k: votes[k]) if votes else None
+            return dspy.Prediction(answer=best, votes=dict(votes))
+
+    lm = dspy.utils.DummyLM({"": {"reasoning": "The findings point to the second option.", "answer": "B"}})
+    return dspy, Medprompt(), lm, knn
+
+
+def time_dspy(dspy: Any, prog: Any, lm: Any, queries: list[Question]) -> list[float]:
+    out = []
+    with dspy.context(lm=lm):
+        for q in queries:
+            t0 = time.perf_counter()
+            p = prog(question=q.question, options=dict(q.options), qid=q.id)
+            out.append(time.perf_counter() - t0)
+            assert p.answer is not None
+    return out
+
+
+def breakdown_dspy(dspy: Any, prog: Any, lm: Any, knn: Any, queries: list[Question]) -> dict[str, float]:
+    acc = Acc()
+    adapter = dspy.ChatAdapter()
+    with patched(knn, "embedding", acc.wrap("query_embedding", knn.embedding)), \
+            patched(adapter, "format", acc.wrap("prompt_building", adapter.format)), \
+            patched(adapter, "parse", acc.wrap("parsing", adapter.parse)):
+        # KNN.__call__ is looked up on the class, so time it through the module's global.
+        import dspy.predict.knn as knn_mod
+
+        with patched(knn_mod.KNN, "__call__", acc.wrap("retrieval_total", knn_mod.KNN.__call__)):
+            t0 = time.perf_counter()
+            with dspy.context(lm=lm, adapter=adapter):
+                for q in queries:
+                    prog(question=q.question, options=dict(q.options), qid=q.id)
+            total = time.perf_counter() - t0
+    n = len(queries)
+    d = {k: round(1000 * v / n, 4) for k, v in acc.t.items()}
+    d["retrieval_other(dot+argsort)"] = round(d.get("retrieval_total", 0) - d.get("query_embedding", 0), 4)
+    d["total_instrumented"] = round(1000 * total / n, 4)
+    return d
+
+
+# ---- profile ---------------------------------------------------------------------------------------
+def profile_mc(prog: Program, bank: Bank, queries: list[Question], top: int = 15) -> list[dict[str, Any]]:
+    lm = scripted_lm()
+    pr = cProfile.Profile()
+    pr.enable()
+    for q in queries:
+        forget(bank)
+        prog.run(q, lm)
+    pr.disable()
+    st = pstats.Stats(pr)
+    rows = []
+    n = len(queries)
+    for (file, line, func), (cc, nc, tt, ct, _callers) in st.stats.items():  # type: ignore[attr-defined]
+        rows.append({"where": f"{_short(file)}:{line}", "function": func, "calls_per_q": round(nc / n, 1),
+                     "self_ms_per_q": round(1000 * tt / n, 4), "cum_ms_per_q": round(1000 * ct / n, 4)})
+    own = [r for r in rows if r["where"].startswith("medcompile/")]
+    by_self = sorted(rows, key=lambda r: -r["self_ms_per_q"])[:top]
+    by_cum_own = sorted(own, key=lambda r: -r["cum_ms_per_q"])[:top]
+    return [{"top_self_time_any": by_self}, {"top_cumulative_medcompile": by_cum_own}]
+
+
+def _short(path: str) -> str:
+    p = str(path)
+    for root in (str(REPO) + "/",):
+        if p.startswith(root):
+            return p[len(root):]
+    i = p.find("site-packages/")
+    return p[i + len("site-packages/"):] if i >= 0 else p
+
+
+# ---- main --------------------------------------------------------------------------------------------
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="1000,10000,100000")
+    ap.add_argument("--queries", type=int, default=200, help="timed questions per bank size")
+    ap.add_argument("--target-ms", type=float, default=2.0)
+    ap.add_argument("--no-dspy", action="store_true")
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    from medcompile.embed import make_embedder
+    from medcompile.lm.registry import wrap_lm
+
+    emb = make_embedder("wordllama")
+    rng = random.Random(12345)
+    queries = [synth_question(rng, i, prefix="q") for i in range(args.queries)]
+    warm = [synth_question(rng, i, prefix="w") for i in range(10)]
+    out: dict[str, Any] = {"machine": machine(), "config": vars(args), "program": {
+        "medcompile": "Vote(Shuffle(SelfCoT(demos=Retrieve(k=5, strategy='knn')), n=5)), ScriptedLM (0 latency)",
+        "dspy": "KNN(k=5) once per question + 5 x ChainOfThought(question, options -> answer) on shuffled options "
+                "+ majority vote, DummyLM, ChatAdapter"}, "rows": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            t_build = time.perf_counter()
+            ex, vecs = synth_bank(n)
+            bank = Bank(ex, emb.settings(), embeddings=vecs)
+            prog = mc_program(bank)
+            prog.prepare()  # builds the faiss index once, outside the timed loop
+            build_s = time.perf_counter() - t_build
+            bare = scripted_lm()
+            stack = wrap_lm(scripted_lm(), cache_dir=Path(tmp) / f"cache{n}")
+            time_mc(prog, bare, warm, bank)
+            time_mc(prog, stack, warm, bank)
+            # Interleave the variants in blocks so drift in machine load hits all alike.
+            mc_bare, mc_stack, ds = [], [], []
+            dspy_bits = None if args.no_dspy else dspy_parts(ex, vecs, emb.embed)
+            if dspy_bits:
+                dspy, dprog, dlm, knn = dspy_bits
+                time_dspy(dspy, dprog, dlm, warm)
+            block = 20
+            for s in range(0, len(queries), block):
+                qs = queries[s:s + block]
+                mc_bare += time_mc(prog, bare, qs, bank)
+                mc_stack += time_mc(prog, stack, qs, bank)
+                if dspy_bits:
+                    ds += time_dspy(dspy, dprog, dlm, qs)
+            row: dict[str, Any] = {"bank": n, "queries": len(queries), "setup_s": round(build_s, 2)}
+            for name, xs in (("medcompile_bare", mc_bare), ("medcompile_stack", mc_stack), ("dspy", ds)):
+                if xs:
+                    ms = [1000 * x for x in xs]
+                    row[name] = {"n": len(ms), "median_ms": round(statistics.median(ms), 3),
+                                 "p90_ms": round(pct(ms, 90), 3), "mean_ms": round(statistics.fmean(ms), 3)}
+            if ds:
+                row["ratio_dspy_over_medcompile_bare_median"] = round(
+                    row["dspy"]["median_ms"] / row["medcompile_bare"]["median_ms"], 3)
+            row["breakdown_medcompile_ms_per_q"] = breakdown_mc(prog, bank, queries[:100])
+            if dspy_bits:
+                row["breakdown_dspy_ms_per_q"] = breakdown_dspy(dspy, dprog, dlm, knn, queries[:100])
+            row["meets_target"] = row["medcompile_bare"]["median_ms"] < args.target_ms
+            out["rows"].append(row)
+            print(f"bank {n:>6}: medcompile bare {row['medcompile_bare']['median_ms']:.3f} ms "
+                  f"(p90 {row['medcompile_bare']['p90_ms']:.3f}), with LM stack {row['medcompile_stack']['median_ms']:.3f}"
+                  + (f", DSPy {row['dspy']['median_ms']:.3f} (p90 {row['dspy']['p90_ms']:.3f})" if ds else "")
+                  + f"  [n={len(queries)} questions]", flush=True)
+            if n == 10000:  # where the time goes, target met or not
+                out["profile_10k"] = profile_mc(prog, bank, queries[:100])
+            del prog, bank, ex, vecs, dspy_bits
+    save_json("overhead.json", out)
+    report(out, args.target_ms)
+    return 0
+
+
+def report(out: dict[str, Any], target: float) -> None:
+    rows = []
+    for r in out["rows"]:
+        rows.append([r["bank"], r["queries"], f"{r['medcompile_bare']['median_ms']:.2f} / {r['medcompile_bare']['p90_ms']:.2f}",
+                     f"{r['medcompile_stack']['median_ms']:.2f} / {r['medcompile_stack']['p90_ms']:.2f}",
+                     f"{r['dspy']['median_ms']:.2f} / {r['dspy']['p90_ms']:.2f}" if "dspy" in r else "-",
+                     r.get("ratio_dspy_over_medcompile_bare_median", "-"), "yes" if r["meets_target"] else "NO"])
+    print()
+    print(md_table(["bank", "n questions", "medcompile bare ms median/p90", "medcompile + LM stack ms",
+                    "DSPy ms median/p90", "DSPy / medcompile", f"< {target} ms"], rows))
+    for r in out["rows"]:
+        print(f"\nbreakdown at bank {r['bank']} (ms/question, instrumented):")
+        print("  medcompile:", r["breakdown_medcompile_ms_per_q"])
+        if "breakdown_dspy_ms_per_q" in r:
+            print("  dspy:      ", r["breakdown_dspy_ms_per_q"])
+    if "profile_10k" in out:
+        print("\nprofile at 10k, n=100 questions (top cumulative, medcompile files):")
+        for x in out["profile_10k"][1]["top_cumulative_medcompile"][:12]:
+            print(f"  {x['cum_ms_per_q']:8.3f} ms/q cum {x['self_ms_per_q']:8.3f} self  {x['calls_per_q']:7.1f} calls/q  "
+                  f"{x['where']} {x['function']}")
+        print("top self time (any file):")
+        for x in out["profile_10k"][0]["top_self_time_any"][:10]:
+            print(f"  {x['self_ms_per_q']:8.3f} ms/q self {x['calls_per_q']:9.1f} calls/q  {x['where']} {x['function']}")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        xs = [r["bank"] for r in out["rows"]]
+        for key, label in (("medcompile_bare", "medcompile (bare)"), ("medcompile_stack", "medcompile + LM stack"),
+                           ("dspy", "DSPy")):
+            ys = [r[key]["median_ms"] for r in out["rows"] if key in r]
+            p90 = [r[key]["p90_ms"] for r in out["rows"] if key in r]
+            if ys:
+                ax.plot(xs[:len(ys)], ys, marker="o", label=f"{label} median")
+                ax.fill_between(xs[:len(ys)], ys, p90, alpha=0.15)
+        ax.axhline(target, ls="--", c="red", lw=1, label=f"target {target} ms")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("exemplar bank size")
+        ax.set_ylabel(f"ms per question (n={out['rows'][0]['queries']}; band to p90)")
+        ax.set_title("Framework overhead per question, 5-call Medprompt program, zero-latency model")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(RESULTS / "overhead.png", dpi=110)
+    except Exception as e:  # noqa: BLE001
+        print("plot failed:", e)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,555 @@
+"""Benchmark: medcompile vs DSPy optimizers, same model endpoint, same data, same call budget.
+
+One llama_cpp.server process serves the embedded Gemma 3 270M GGUF on loopback; both
+frameworks reach it through a counting proxy (benchmarks/_proxy.py), which counts
+every HTTP call to the model per phase and cuts a compile off at the same call budget
+for both. medcompile uses make_lm('openai/gemma', api_base=..., mode='text'); DSPy uses
+dspy.LM('openai/gemma', api_base=..., model_type='text') with its default ChatAdapter.
+
+Compiled: medcompile `medprompt` and `few_shot` (ready-made programs); DSPy
+LabeledFewShot, BootstrapFewShot, KNNFewShot and MIPROv2(auto='light') on
+dspy.Predict(question, options -> answer). Then every program answers the same test
+questions (interleaved, so a deadline stop keeps the comparison paired); accuracy
+with a bootstrap 95% CI, a paired comparison (evaluate.stats.compare: paired
+bootstrap CI of the difference + exact McNemar) of each medcompile program against
+each DSPy one, calls per question, and DSPy parse failures. Finally, if time is left,
+a small check of DSPy's chat path (chat/text x ChatAdapter/JSONAdapter).
+
+    python benchmarks/bench_vs_dspy.py                       # defaults below, < 60 min
+    python benchmarks/bench_vs_dspy.py --bank 40 --dev 6 --test 20 --budget 30 --deadline-min 58
+
+Writes benchmarks/results/vs_dspy.json, vs_dspy.md and vs_dspy.png. The model is a
+270M base model, near chance on MedQA: this measures the machinery (budget honesty,
+calls, parse robustness) far more than it ranks the optimizers.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, free_port, machine, md_table, save_json, wait_http  # noqa: E402
+from _proxy import CountingProxy  # noqa: E402
+
+LETTER = re.compile(r"\b([A-E])\b")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def options_text(q) -> str:  # noqa: ANN001
+    return "\n".join(f"{k}. {v}" for k, v in q.options.items())
+
+
+def extract_letter(text: Any, keys) -> str | None:  # noqa: ANN001
+    """Lenient: the first standalone option letter in DSPy's parsed `answer` field."""
+    if not isinstance(text, str):
+        return None
+    m = LETTER.search(text.strip())
+    return m.group(1) if m and m.group(1) in keys else None
+
+
+# ---------------------------------------------------------------------------------------------
+class Run:
+    """Holds the shared state of one benchmark run (deadline, proxy, results)."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.t0 = time.monotonic()
+        self.deadline = self.t0 + args.deadline_min * 60
+        self.tmp = Path(tempfile.mkdtemp(prefix="bench_vs_dspy_"))
+        self.results: dict[str, Any] = {"config": vars(args).copy(), "machine": machine(), "compile": {},
+                                        "test": {}, "comparisons": [], "chat_check": {}, "notes": []}
+        self.server: subprocess.Popen | None = None
+        self.proxy: CountingProxy | None = None
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def save(self) -> None:
+        self.results["elapsed_s"] = round(time.monotonic() - self.t0, 1)
+        save_json("vs_dspy.json", self.results)
+
+
+def start_server(run: Run) -> str:
+    from medcompile.lm.local_model import default_gguf_path
+
+    gguf = default_gguf_path()
+    port = free_port()
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
+           "--n_ctx", str(run.args.n_ctx), "--n_threads", str(run.args.threads), "--verbose", "False"]
+    log("starting " + " ".join(cmd[1:]))
+    logf = open(run.tmp / "llama_server.log", "wb")  # noqa: SIM115 - closed with the process
+    run.server = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT)
+    wait_http(f"http://127.0.0.1:{port}/v1/models", timeout_s=180)
+    run.results["server"] = {"cmd": " ".join(cmd[1:]).replace(str(gguf), "<gguf>"), "gguf": gguf.name}
+    return f"http://127.0.0.1:{port}"
+
+
+# ---- medcompile --------------------------------------------------------------------------------
+def mc_lm(run: Run, phase: str, budget: int | None, wall: float | None):  # noqa: ANN201
+    from medcompile.lm.registry import make_lm
+
+    assert run.proxy is not None
+    base = run.proxy.phase(phase, budget=budget, wall_s=wall)
+    # llama_cpp.server needs no key, but the OpenAI client insists on one: a dummy, via the env.
+    os.environ.setdefault("MEDCOMPILE_BENCH_DUMMY_API_KEY", "x")
+    return make_lm("openai/gemma", api_base=base, mode="text", cache_dir=run.tmp / "mc-cache",
+                   api_key_env="MEDCOMPILE_BENCH_DUMMY_API_KEY", timeout=900, max_retries=1, max_concurrency=1)
+
+
+def compile_medcompile(run: Run, name: str, train, dev) -> Any:  # noqa: ANN001
+    import importlib
+
+    from medcompile.compile import optimize
+
+    a = run.args
+    phase = f"compile-mc_{name}"
+    lm = mc_lm(run, phase, a.budget, a.compile_wall)
+    build = importlib.import_module(f"programs.{name}").build
+    t = time.perf_counter()
+    rec: dict[str, Any] = {"framework": "medcompile", "optimizer": f"optimize({name})", "budget": a.budget}
+    prog = None
+    try:
+        prog = optimize(build(), train, dev, lm=lm, budget=a.budget, seed=0, out=run.tmp / f"mc_{name}.json",
+                        max_trials=a.mc_trials, minibatch=a.minibatch, n_instructions=2,
+                        max_rationales=max(1, int(0.3 * a.budget)), quiet=True)
+        info = prog.compile_info or {}
+        rec.update(spent_logical=info.get("budget", {}).get("spent_calls"), chosen=info.get("chosen"),
+                   dev_score=info.get("dev", {}).get("score"), trials=info.get("trials"),
+                   calls_per_question=prog.calls_per_question(), rationales=info.get("rationales"))
+        u = lm.snapshot()
+        rec["logical_calls_seen_by_lm"] = u.calls
+        rec["cached_calls"] = u.cached_calls
+    except Exception as e:  # noqa: BLE001 - recorded honestly
+        rec["error"] = f"{type(e).__name__}: {e}"
+        rec["traceback_tail"] = traceback.format_exc()[-1500:]
+    rec["wall_s"] = round(time.perf_counter() - t, 1)
+    rec["proxy"] = run.proxy.stats(phase).to_dict()
+    rec["within_budget"] = rec["proxy"]["calls"] <= a.budget
+    run.results["compile"][f"mc_{name}"] = rec
+    log(f"compiled mc_{name}: {rec.get('error') or rec.get('chosen')} calls={rec['proxy']['calls']} "
+        f"refused={rec['proxy']['refused']} wall={rec['wall_s']}s")
+    return prog
+
+
+# ---- DSPy ---------------------------------------------------------------------------------------
+def dspy_setup():  # noqa: ANN201
+    import dspy
+
+    # No DSPy cache: its key ignores api_base, so a reply cached in one phase would be served
+    # in another and the proxy would under-count; medcompile's own cache starts empty too.
+    dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
+
+    class MCQ(dspy.Signature):
+        """Answer the medical multiple-choice question with the letter of the single best option."""
+
+        question: str = dspy.InputField()
+        options: str = dspy.InputField(desc="one option per line, as 'A. text'")
+        answer: str = dspy.OutputField(desc="the letter of the correct option, e.g. B")
+
+    class Student(dspy.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.predict = dspy.Predict(MCQ)
+
+        def forward(self, question: str, options: str):  # noqa: ANN201
+            return self.predict(question=question, options=options)
+
+    class CountingChatAdapter(dspy.ChatAdapter):
+        """ChatAdapter that counts its parse failures (each triggers a JSONAdapter retry call)."""
+
+        def __init__(self, *a: Any, **k: Any) -> None:
+            super().__init__(*a, **k)
+            self.parses = 0
+            self.parse_failures = 0
+
+        def parse(self, signature, completion):  # noqa: ANN001, ANN201
+            self.parses += 1
+            try:
+                return super().parse(signature, completion)
+            except Exception:
+                self.parse_failures += 1
+                raise
+
+    class CountingJSONAdapter(dspy.JSONAdapter):
+        def __init__(self, *a: Any, **k: Any) -> None:
+            super().__init__(*a, **k)
+            self.parses = 0
+            self.parse_failures = 0
+
+        def parse(self, signature, completion):  # noqa: ANN001, ANN201
+            self.parses += 1
+            try:
+                return super().parse(signature, completion)
+            except Exception:
+                self.parse_failures += 1
+                raise
+
+    return dspy, Student, CountingChatAdapter, CountingJSONAdapter
+
+
+def dspy_lm(run: Run, phase: str, budget: int | None, wall: float | None, model_type: str = "text"):  # noqa: ANN201
+    import dspy
+
+    assert run.proxy is not None
+    base = run.proxy.phase(phase, budget=budget, wall_s=wall)
+    return dspy.LM("openai/gemma", api_base=base, api_key="x", model_type=model_type, temperature=0.0,
+                   max_tokens=run.args.dspy_max_tokens, num_retries=0, cache=False, timeout=900)
+
+
+def to_examples(qs):  # noqa: ANN001, ANN201
+    import dspy
+
+    return [dspy.Example(question=q.question, options=options_text(q), answer=q.answer).with_inputs("question", "options")
+            for q in qs]
+
+
+def dspy_metric(example, pred, trace=None) -> bool:  # noqa: ANN001
+    return extract_letter(getattr(pred, "answer", None), "ABCDE") == example.answer
+
+
+def compile_dspy(run: Run, name: str, make: Callable[[], Any], student_cls, adapter_cls, train_ex, dev_ex) -> Any:  # noqa: ANN001
+    import dspy
+
+    a = run.args
+    phase = f"compile-dspy_{name}"
+    lm = dspy_lm(run, phase, a.budget, a.compile_wall)
+    adapter = adapter_cls()
+    t = time.perf_counter()
+    rec: dict[str, Any] = {"framework": "dspy", "optimizer": name, "budget": a.budget}
+    prog = None
+    try:
+        with dspy.context(lm=lm, adapter=adapter):
+            prog = make()(student_cls(), train_ex, dev_ex)
+    except Exception as e:  # noqa: BLE001 - recorded honestly
+        rec["error"] = f"{type(e).__name__}: {str(e)[:600]}"
+        rec["traceback_tail"] = traceback.format_exc()[-1500:]
+    rec["wall_s"] = round(time.perf_counter() - t, 1)
+    rec["proxy"] = run.proxy.stats(phase).to_dict()
+    rec["dspy_history_calls"] = len(lm.history)
+    rec["adapter_parses"] = adapter.parses
+    rec["adapter_parse_failures"] = adapter.parse_failures
+    rec["within_budget"] = rec["proxy"]["calls"] <= a.budget
+    rec["wanted_more_than_budget"] = rec["proxy"]["refused"] > 0
+    if prog is not None:
+        try:
+            rec["demos"] = sum(len(p.demos) for _, p in prog.named_predictors())
+        except Exception:  # noqa: BLE001
+            pass
+    run.results["compile"][f"dspy_{name}"] = rec
+    log(f"compiled dspy_{name}: {rec.get('error', 'ok')[:160]} calls={rec['proxy']['calls']} "
+        f"refused={rec['proxy']['refused']} wall={rec['wall_s']}s")
+    return prog
+
+
+# ---- main -------------------------------------------------------------------------------------
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bank", type=int, default=40, help="exemplar bank / DSPy trainset size (MedQA 'bank' split)")
+    ap.add_argument("--dev", type=int, default=6, help="dev questions for compiling (MedQA 'dev' split)")
+    ap.add_argument("--test", type=int, default=20, help="test questions (MedQA 'test' split)")
+    ap.add_argument("--budget", type=int, default=30, help="model calls per compile, for every optimizer")
+    ap.add_argument("--compile-wall", type=float, default=240.0, help="wall-clock seconds per compile (proxy cut-off)")
+    ap.add_argument("--deadline-min", type=float, default=58.0, help="whole run, minutes")
+    ap.add_argument("--test-reserve-min", type=float, default=30.0, help="minutes kept for the test phase")
+    ap.add_argument("--mc-trials", type=int, default=8)
+    ap.add_argument("--minibatch", type=int, default=3)
+    ap.add_argument("--dspy-max-tokens", type=int, default=64)
+    ap.add_argument("--dspy-max-errors", type=int, default=1000,
+                    help="DSPy optimizers' max_errors. DSPy's default (10) aborts BootstrapFewShot on this model: "
+                         "most replies fail ChatAdapter parsing and the JSONAdapter fallback errors in text mode")
+    ap.add_argument("--max-tokens-cap", type=int, default=256, help="proxy cap on max_tokens per call")
+    ap.add_argument("--chat-check", type=int, default=2, help="questions per (mode, adapter) in the chat check")
+    ap.add_argument("--n-ctx", type=int, default=4096)
+    ap.add_argument("--threads", type=int, default=1, help="llama.cpp threads (1 is faster on a busy 2-core box)")
+    ap.add_argument("--only", default="", help="comma list to restrict: mc_medprompt,mc_few_shot,labeled,bootstrap,knn,mipro")
+    args = ap.parse_args()
+    run = Run(args)
+    only = set(filter(None, args.only.split(",")))
+
+    def wanted(n: str) -> bool:
+        return not only or n in only
+
+    from medcompile.data import load_dataset, sample, split_named
+    from medcompile.embed import make_embedder
+    from medcompile.evaluate.stats import accuracy_ci, compare
+
+    ds = load_dataset("medqa_us4")
+    bank = sample(split_named(ds, "bank").questions, args.bank, seed=0)
+    dev = sample(split_named(ds, "dev").questions, args.dev, seed=0)
+    test = sample(split_named(ds, "test").questions, args.test, seed=0)
+    run.results["data"] = {"dataset": "medqa_us4", "bank": len(bank), "dev": len(dev), "test_planned": len(test),
+                           "split_rule": "realidx % 5: 0-2 bank, 3 dev, 4 test; seeded sample(seed=0)"}
+    log(f"data: bank {len(bank)}, dev {len(dev)}, test {len(test)}; budget {args.budget} calls per compile")
+
+    upstream = start_server(run)
+    run.proxy = CountingProxy(upstream, port=free_port(), max_tokens_cap=args.max_tokens_cap).start()
+    try:
+        dspy, Student, ChatA, JsonA = dspy_setup()
+        train_ex, dev_ex = to_examples(bank), to_examples(dev)
+        emb = make_embedder("wordllama")
+        vectorizer = dspy.Embedder(lambda texts: emb.embed(list(texts)))
+
+        programs: dict[str, dict[str, Any]] = {}  # name -> {"kind": "mc"/"dspy", "prog": ...}
+        # Cheapest and most informative first: a deadline cut drops the tail.
+        plan: list[tuple[str, Callable[[], Any]]] = []
+        if wanted("mc_few_shot"):
+            plan.append(("mc_few_shot", lambda: compile_medcompile(run, "few_shot", bank, dev)))
+        if wanted("labeled"):
+            plan.append(("dspy_labeled", lambda: compile_dspy(
+                run, "labeled", lambda: lambda s, tr, dv: dspy.LabeledFewShot(k=4).compile(s, trainset=tr),
+                Student, ChatA, train_ex, dev_ex)))
+        if wanted("knn"):
+            plan.append(("dspy_knn", lambda: compile_dspy(
+                run, "knn", lambda: lambda s, tr, dv: dspy.KNNFewShot(
+                    k=3, trainset=tr, vectorizer=vectorizer, max_errors=args.dspy_max_errors).compile(s),
+                Student, ChatA, train_ex, dev_ex)))
+        if wanted("bootstrap"):
+            plan.append(("dspy_bootstrap", lambda: compile_dspy(
+                run, "bootstrap", lambda: lambda s, tr, dv: dspy.BootstrapFewShot(
+                    metric=dspy_metric, max_bootstrapped_demos=4, max_labeled_demos=4,
+                    max_errors=args.dspy_max_errors).compile(s, trainset=tr),
+                Student, ChatA, train_ex, dev_ex)))
+        if wanted("mc_medprompt"):
+            plan.append(("mc_medprompt", lambda: compile_medcompile(run, "medprompt", bank, dev)))
+        if wanted("mipro"):
+            plan.append(("dspy_mipro_light", lambda: compile_dspy(
+                run, "mipro_light", lambda: lambda s, tr, dv: dspy.MIPROv2(
+                    metric=dspy_metric, auto="light", num_threads=1, seed=0,
+                    max_errors=args.dspy_max_errors).compile(s, trainset=tr, valset=dv),
+                Student, ChatA, train_ex, dev_ex)))
+
+        test_reserve = 60 * args.test_reserve_min  # keep time for the test phase
+        for name, job in plan:
+            if run.left() - test_reserve < 60:
+                run.results["compile"][name] = {"skipped": "deadline: no time left for this compile"}
+                log(f"skip {name}: deadline")
+                continue
+            prog = job()
+            if prog is not None:
+                programs[name] = {"kind": "mc" if name.startswith("mc_") else "dspy", "prog": prog}
+            run.save()
+
+        # ---- test: interleaved per question, so every program has the same n ---------------------
+        runners: dict[str, Callable[[Any], tuple[str | None, bool]]] = {}
+        test_lms: dict[str, Any] = {}
+        adapters: dict[str, Any] = {}
+        for name, p in programs.items():
+            phase = f"test-{name}"
+            if p["kind"] == "mc":
+                test_lms[name] = mc_lm(run, phase, None, None)
+
+                def r_mc(q, _n=name, _p=p["prog"]):  # noqa: ANN001, ANN202
+                    res = _p.run(q, test_lms[_n])
+                    return res.prediction.answer, res.prediction.answer is None
+                runners[name] = r_mc
+            else:
+                test_lms[name] = dspy_lm(run, phase, None, None)
+                adapters[name] = ChatA()
+
+                def r_dspy(q, _n=name, _p=p["prog"]):  # noqa: ANN001, ANN202
+                    try:
+                        with dspy.context(lm=test_lms[_n], adapter=adapters[_n]):
+                            pred = _p(question=q.question, options=options_text(q))
+                    except Exception as e:  # noqa: BLE001 - an unparsable reply is an abstention
+                        run.results["test"].setdefault(_n, {}).setdefault("exceptions", []).append(
+                            f"{type(e).__name__}: {str(e)[:120]}")
+                        return None, True
+                    letter = extract_letter(getattr(pred, "answer", None), list(q.options))
+                    return letter, letter is None
+                runners[name] = r_dspy
+
+        per: dict[str, dict[str, Any]] = {n: {"answers": [], "correct": [], "abstained": 0, "wall_s": 0.0}
+                                          for n in runners}
+        chat_reserve = 60 * 4 if args.chat_check > 0 else 0
+        t_q: list[float] = []
+        done = 0
+        for i, q in enumerate(test):
+            est = (sum(t_q) / len(t_q)) if t_q else 0.0
+            if i > 0 and run.left() - chat_reserve < est * 1.2 + 30:
+                run.results["notes"].append(f"test stopped at {i} of {len(test)} questions: deadline")
+                log(f"test: stopping at {i}/{len(test)} (deadline)")
+                break
+            tq = time.perf_counter()
+            for name, fn in runners.items():
+                t = time.perf_counter()
+                ans, abst = fn(q)
+                per[name]["wall_s"] += time.perf_counter() - t
+                per[name]["answers"].append(ans)
+                per[name]["correct"].append(ans is not None and ans == q.answer)
+                per[name]["abstained"] += int(abst)
+            t_q.append(time.perf_counter() - tq)
+            done = i + 1
+            log(f"test q{done}/{len(test)} ({t_q[-1]:.0f}s): " + " ".join(
+                f"{n}={per[n]['answers'][-1]}" for n in runners) + f" gold={q.answer}")
+        run.results["data"]["test_done"] = done
+        for name in runners:
+            st = run.proxy.stats(f"test-{name}").to_dict()
+            c = per[name]["correct"]
+            rec = run.results["test"].setdefault(name, {})
+            rec.update({"n": len(c), "answers": per[name]["answers"], "correct": c,
+                        "abstained_or_unparsed": per[name]["abstained"], "proxy": st,
+                        "calls_per_question": round(st["calls"] / max(1, len(c)), 3),
+                        "wall_s": round(per[name]["wall_s"], 1)})
+            if c:
+                rec["accuracy"] = accuracy_ci(c, seed=0).to_dict()
+            if name in adapters:
+                rec["adapter_parses"] = adapters[name].parses
+                rec["adapter_parse_failures"] = adapters[name].parse_failures
+        if done:
+            for a_name in [n for n in runners if n.startswith("mc_")]:
+                for b_name in [n for n in runners if n.startswith("dspy_")]:
+                    cmp = compare(per[b_name]["correct"], per[a_name]["correct"], name_a=b_name, name_b=a_name, seed=0)
+                    run.results["comparisons"].append(cmp.to_dict())
+        run.save()
+
+        # ---- chat path check: how often do DSPy's adapters parse this model's replies? --------------
+        if args.chat_check > 0 and "dspy_labeled" in programs and run.left() > 120:
+            qs = test[: args.chat_check]
+            for mode in ("chat", "text"):
+                for aname, acls in (("ChatAdapter", ChatA), ("JSONAdapter", JsonA)):
+                    if mode == "text" and aname == "ChatAdapter":
+                        continue  # measured in the main test
+                    key = f"{mode}+{aname}"
+                    if run.left() < 60:
+                        run.results["chat_check"][key] = {"skipped": "deadline"}
+                        continue
+                    lm = dspy_lm(run, f"chat-{mode}-{aname}", None, min(240.0, run.left() - 30), model_type=mode)
+                    adapter = acls()
+                    fails, exc = 0, []
+                    for q in qs:
+                        try:
+                            with dspy.context(lm=lm, adapter=adapter):
+                                pred = programs["dspy_labeled"]["prog"](question=q.question, options=options_text(q))
+                            if extract_letter(getattr(pred, "answer", None), list(q.options)) is None:
+                                fails += 1
+                        except Exception as e:  # noqa: BLE001
+                            fails += 1
+                            exc.append(f"{type(e).__name__}: {str(e)[:100]}")
+                    st = run.proxy.stats(f"chat-{mode}-{aname}").to_dict()
+                    run.results["chat_check"][key] = {"questions": len(qs), "no_answer": fails, "calls": st["calls"],
+                                                      "refused": st["refused"], "adapter_parses": adapter.parses,
+                                                      "adapter_parse_failures": adapter.parse_failures,
+                                                      "exceptions": exc[:5], "proxy": st}
+                    log(f"chat check {key}: {fails}/{len(qs)} without an answer, {st['calls']} calls")
+                    run.save()
+    finally:
+        if run.proxy is not None:
+            run.proxy.stop()
+        if run.server is not None:
+            run.server.terminate()
+            try:
+                run.server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                run.server.kill()
+        run.save()
+    write_reports(run)
+    return 0
+
+
+def write_reports(run: Run) -> None:
+    r = run.results
+    rows = []
+    for name, c in r["compile"].items():
+        t = r["test"].get(name, {})
+        acc = t.get("accuracy")
+        accs = f"{100 * acc['mean']:.1f} ({100 * acc['low']:.1f}-{100 * acc['high']:.1f})" if acc else "-"
+        px = c.get("proxy", {})
+        status = c.get("skipped") or (c.get("error", "")[:90] if c.get("error") else "ok")
+        rows.append([name, px.get("calls", "-"), px.get("refused", "-"), c.get("wall_s", "-"), accs, t.get("n", "-"),
+                     t.get("calls_per_question", "-"), t.get("abstained_or_unparsed", "-"), status])
+    lines = [
+        "# medcompile vs DSPy on MedQA (same llama_cpp.server endpoint, Gemma 3 270M base)",
+        "",
+        f"Run {r['machine']['when']}, {r.get('elapsed_s')} s. Data: MedQA-US 4-option, bank {r['data']['bank']}, "
+        f"dev {r['data']['dev']}, test n = {r['data'].get('test_done')} (planned {r['data']['test_planned']}). "
+        f"Compile budget {r['config']['budget']} model calls each (counted at the HTTP proxy; refused beyond). "
+        f"Machine load average at start {r['machine'].get('loadavg_1_5_15')} on {r['machine']['cpu_count']} cores.",
+        "",
+        md_table(["program", "compile calls", "refused (over budget)", "compile wall s", "test acc % (95% CI)", "n",
+                  "inference calls/q", "no answer", "status"], rows),
+        "",
+        "## Paired comparisons (medcompile - DSPy, same questions)",
+        "",
+    ]
+    crow = [[c["name_b"], c["name_a"], f"{100 * c['diff']['mean']:+.1f}",
+             f"{100 * c['diff']['low']:+.1f} to {100 * c['diff']['high']:+.1f}", f"{c['mcnemar_p']:.3g}",
+             f"{c['wtl']['wins']}/{c['wtl']['ties']}/{c['wtl']['losses']}", c["diff"]["n"]] for c in r["comparisons"]]
+    lines.append(md_table(["medcompile", "DSPy", "diff pts", "95% CI", "McNemar p", "win/tie/loss", "n"], crow))
+    if r["chat_check"]:
+        lines += ["", "## DSPy adapters on this base model (LabeledFewShot program)", ""]
+        lines.append(md_table(["mode+adapter", "questions", "no answer", "calls", "adapter parse failures"],
+                              [[k, v.get("questions", "-"), v.get("no_answer", "-"), v.get("calls", "-"),
+                                v.get("adapter_parse_failures", "-")] for k, v in r["chat_check"].items()]))
+    c = r["config"]
+    lines += ["", "## Setup", "",
+              f"- One `llama_cpp.server` ({r.get('server', {}).get('cmd', '?')}); both frameworks reach it through "
+              "benchmarks/_proxy.py, which counts every HTTP call per phase and answers HTTP 400 once a compile's "
+              f"budget ({c['budget']} calls) or wall-clock cap ({c['compile_wall']:.0f} s) is spent.",
+              "- medcompile: ready-made `few_shot` and `medprompt`, `optimize(..., budget, max_trials="
+              f"{c['mc_trials']}, minibatch={c['minibatch']}, n_instructions=2, max_rationales=30% of budget)`, "
+              "`make_lm('openai/gemma', api_base=..., mode='text')`, fresh on-disk cache.",
+              "- DSPy: `dspy.Predict(question, options -> answer)`, `dspy.LM('openai/gemma', model_type='text', "
+              f"max_tokens={c['dspy_max_tokens']}, cache=False)`, default ChatAdapter; LabeledFewShot(k=4), "
+              "BootstrapFewShot(4 bootstrapped, 4 labeled), KNNFewShot(k=3, WordLlama vectors, bootstraps on the "
+              "neighbours at inference time), MIPROv2(auto='light', num_threads=1). "
+              f"max_errors={c['dspy_max_errors']}: with DSPy's default (10) BootstrapFewShot aborts on this model.",
+              "- 'no answer': no option letter could be read (DSPy: adapter parse failure, failed JSON fallback, "
+              "or an empty/letterless answer field; medcompile: abstention).",
+              "- Accuracy CI: percentile bootstrap; comparisons: paired bootstrap CI of the difference and exact "
+              "McNemar (medcompile.evaluate.stats.compare)."]
+    if r["notes"]:
+        lines += ["", "Notes:", *[f"- {n}" for n in r["notes"]]]
+    (RESULTS / "vs_dspy.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    try:
+        plot(r)
+    except Exception as e:  # noqa: BLE001 - the numbers matter more than the picture
+        print("plot failed:", e)
+    print("\n".join(lines))
+
+
+def plot(r: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n in r["compile"] if r["test"].get(n, {}).get("accuracy")]
+    if not names:
+        return
+    acc = [100 * r["test"][n]["accuracy"]["mean"] for n in names]
+    lo = [a - 100 * r["test"][n]["accuracy"]["low"] for a, n in zip(acc, names)]
+    hi = [100 * r["test"][n]["accuracy"]["high"] - a for a, n in zip(acc, names)]
+    calls = [r["compile"][n].get("proxy", {}).get("calls", 0) for n in names]
+    cpq = [r["test"][n].get("calls_per_question", 0) for n in names]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    colors = ["tab:blue" if n.startswith("mc_") else "tab:orange" for n in names]
+    axes[0].bar(names, acc, yerr=[lo, hi], capsize=4, color=colors)
+    axes[0].axhline(25, ls="--", c="gray", lw=1, label="chance (4 options)")
+    axes[0].set_ylabel(f"test accuracy % (95% CI), n={r['data'].get('test_done')}")
+    axes[0].legend()
+    axes[0].tick_params(axis="x", rotation=30)
+    axes[1].bar(names, calls, color=colors, label="compile calls")
+    axes[1].axhline(r["config"]["budget"], ls="--", c="red", lw=1, label="budget")
+    for i, c in enumerate(cpq):
+        axes[1].text(i, calls[i] + 0.5, f"{c:g}/q", ha="center", fontsize=8)
+    axes[1].set_ylabel("model calls during compile (label: inference calls/question)")
+    axes[1].legend()
+    axes[1].tick_params(axis="x", rotation=30)
+    fig.suptitle("medcompile (blue) vs DSPy (orange), Gemma 3 270M via llama_cpp.server")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "vs_dspy.png", dpi=110)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
