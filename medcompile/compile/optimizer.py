@@ -38,7 +38,7 @@ from .instructions import propose_instructions
 from .rationales import generate_rationales
 from .report import CompileReport, TrialRow
 from .space import BankChoice, Param, apply, canonical, collect_space
-from .trial import Metric, Pruned, TrialOutcome, accuracy_metric, evaluate_candidate
+from .trial import Metric, Pruned, TooManyModelErrors, TrialOutcome, accuracy_metric, evaluate_candidate
 
 
 class CompileError(RuntimeError):
@@ -154,9 +154,13 @@ class Compiler:
         name = self.study_name()
         url = self.storage_url(name)
         multi = o.objective == "pareto"
-        study = studies.open_study(url, name, directions=["maximize", "minimize"] if multi else ["maximize"],
-                                   heartbeat=o.worker or not url.startswith("sqlite"), join=o.worker,
-                                   wait_s=o.worker_wait_s)
+        try:
+            study = studies.open_study(url, name, directions=["maximize", "minimize"] if multi else ["maximize"],
+                                       heartbeat=o.worker or not url.startswith("sqlite"), join=o.worker,
+                                       wait_s=o.worker_wait_s)
+        except TimeoutError as exc:
+            raise CompileError(f"{exc}: start `medcompile optimize` without --worker first, "
+                               "with the same arguments and --study-name") from None
         if not o.worker and url.startswith("sqlite"):
             stale = studies.fail_stale(study)
             if stale:
@@ -240,6 +244,7 @@ class Compiler:
         o = self.opts
         multi = o.objective == "pareto"
         n_startup = max(3, min(8, o.max_trials // 3))
+        cheapest = len(self.dev) * _cheapest(self.declared.root, space, banks)
         with progress_bar("search", o.max_trials, quiet=o.quiet) as bar:
             bar.advance(None, n=min(_n_done(study), o.max_trials))
             misfits = 0
@@ -268,8 +273,9 @@ class Compiler:
                     trial.set_user_attr("calls", 0)
                     study.tell(trial, state=TrialState.FAIL)
                     misfits += 1
-                    if misfits >= 3:
-                        log("budget left is too small for the configurations proposed; stopping search", quiet=o.quiet)
+                    if spent + cheapest > o.budget or misfits >= MAX_MISFITS:
+                        log(f"budget left ({o.budget - spent} calls) is too small for the configurations "
+                            "proposed; stopping search", quiet=o.quiet)
                         break
                     continue
                 misfits = 0
@@ -289,6 +295,10 @@ class Compiler:
                                        report=report, concurrency=o.concurrency, outcome=outcome)
                 except Pruned:
                     state = TrialState.PRUNED
+                except TooManyModelErrors:
+                    state = TrialState.FAIL
+                    trial.set_user_attr("skipped", f"{outcome.model_errors} of {len(outcome.scores)} answers "
+                                                   "were model errors")
                 except BudgetExceeded:
                     state, stop = TrialState.FAIL, True
                     trial.set_user_attr("skipped", "budget ran out during the trial")
@@ -388,6 +398,13 @@ class Compiler:
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
+MAX_MISFITS = 25  # proposals in a row that do not fit the budget before the search gives up
+
+
+def _cheapest(root: Module, space: list[Param], banks: BankChoice) -> float:
+    """Calls per question of the cheapest configuration: fewest shuffles, paths, refinements."""
+    params = {p.key: min(p.choices) for p in space if p.name in ("n", "m", "r")}
+    return apply(root, params, banks).calls_per_question()
 def _fingerprint(qs: Sequence[Question]) -> str:
     blob = json.dumps([q.to_dict() for q in qs], sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()

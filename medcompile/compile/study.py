@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
 import sqlalchemy.exc
 from optuna.trial import TrialState
 
@@ -41,14 +42,27 @@ def open_study(storage: str, name: str, *, directions: list[str], heartbeat: boo
     processes never race to create the schema."""
     if join:
         t_end = time.time() + wait_s
-        while True:
-            try:
-                return _open(storage, name, directions, heartbeat, create=False)
-            except (KeyError, sqlalchemy.exc.SQLAlchemyError):
-                if time.time() > t_end:
-                    raise
-                time.sleep(1.0)
+        while not _study_exists(storage, name):  # look without touching the schema
+            if time.time() > t_end:
+                raise TimeoutError(f"study {name!r} did not appear in the storage within {wait_s:.0f}s")
+            time.sleep(1.0)
+        return _open(storage, name, directions, heartbeat, create=False)
     return _open(storage, name, directions, heartbeat, create=True)
+
+
+def _study_exists(storage: str, name: str) -> bool:
+    engine = sqlalchemy.create_engine(driver_url(storage), **_engine_kwargs(storage))
+    try:
+        with engine.connect() as conn:
+            if not sqlalchemy.inspect(conn).has_table("studies") or not sqlalchemy.inspect(conn).has_table(
+                    "alembic_version"):
+                return False
+            row = conn.execute(sqlalchemy.text("SELECT 1 FROM studies WHERE study_name = :n"), {"n": name}).first()
+            return row is not None
+    except sqlalchemy.exc.SQLAlchemyError:
+        return False
+    finally:
+        engine.dispose()
 
 
 def _open(storage: str, name: str, directions: list[str], heartbeat: bool, *, create: bool) -> optuna.Study:

@@ -26,12 +26,18 @@ class Pruned(Exception):
     """The pruner stopped this trial early."""
 
 
+class TooManyModelErrors(Exception):
+    """Most answers of this trial were model errors, not model choices: its score would
+    measure the backend, so the trial is dropped instead of scored."""
+
+
 @dataclass
 class TrialOutcome:
     scores: list[float] = field(default_factory=list)
     calls: int = 0
     usage: Usage = field(default_factory=Usage)
     abstentions: int = 0
+    model_errors: int = 0
 
     @property
     def mean(self) -> float:
@@ -54,6 +60,9 @@ def evaluate_candidate(program: Program, dev: Sequence[Question], lm: MeteredLM,
             for q, r in zip(chunk, results):
                 outcome.scores.append(float(metric(q, r.prediction)))
                 outcome.abstentions += int(r.prediction.answer is None)
+                outcome.model_errors += int(r.usage.failures > 0 and r.prediction.answer is None)
+            if outcome.model_errors * 2 > len(outcome.scores):
+                raise TooManyModelErrors()
             if report is not None and start + minibatch < len(dev) and report(outcome.mean, len(outcome.scores)):
                 raise Pruned()
     finally:

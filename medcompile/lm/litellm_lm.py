@@ -144,6 +144,8 @@ class LiteLLMLM:
 
     def _api_key(self) -> str | None:
         if self.api_key_env is None:
+            if self.api_base and self._openai_compatible() and not os.environ.get("OPENAI_API_KEY"):
+                return "no-key"  # a local OpenAI-compatible server (vLLM, llama.cpp) wants none
             return None  # litellm finds the provider's usual variable (OPENAI_API_KEY, ...)
         key = os.environ.get(self.api_key_env)
         if not key:
@@ -181,6 +183,9 @@ class LiteLLMLM:
         return LMResponse(text=text, prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
                           completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
                           cost=self._cost(resp), latency_s=latency)
+
+    def _openai_compatible(self) -> bool:
+        return self.model.split("/", 1)[0] in ("openai", "text-completion-openai")
 
     def _cost(self, resp: Any) -> float:
         try:

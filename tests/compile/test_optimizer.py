@@ -153,3 +153,32 @@ def test_compiled_program_loads_and_answers_like_in_memory(tmp_path):
     lm = biased_lm()
     for q in ALL[80:86]:
         assert loaded(q, lm).answer == prog(q, lm).answer
+
+
+def test_small_budget_still_finds_a_configuration_that_fits(tmp_path):
+    # 40 dev questions x up to 5 calls would not fit; the 1-call configurations do.
+    lm = wrap_lm(biased_lm(), cache=False)
+    prog = optimize(medprompt.build(), ALL[:40], ALL[40:80], lm=lm, budget=110, seed=0, max_trials=10,
+                    minibatch=10, n_instructions=0, max_rationales=4, quiet=True, out=tmp_path / "s.json")
+    assert prog.calls_per_question() * 40 <= 110 - 4 and lm.snapshot().calls <= 110
+
+
+def test_trials_scored_on_model_errors_are_dropped(tmp_path):
+    from medcompile.lm.base import LMError
+
+    inner = biased_lm()
+    broken = {"on": False}
+
+    def fn(req):
+        if broken["on"] and "step by step" not in (req.prompt or ""):
+            raise LMError("refused by the gateway", retryable=False)
+        return inner.fn(req)
+
+    from medcompile.lm.scripted import ScriptedLM
+
+    broken["on"] = True  # every direct-answer call fails, CoT ones work
+    prog = optimize(medprompt.build(), ALL[:40], ALL[40:60], lm=ScriptedLM(fn), budget=3000, seed=0, max_trials=8,
+                    minibatch=5, n_instructions=0, quiet=True, out=tmp_path / "e.json")
+    assert prog.compile_info["chosen"]["members.0.inner.cot"] is True
+    report = prog.report.to_dict()
+    assert any("model errors" in t["note"] for t in report["trials"])

@@ -153,3 +153,10 @@ def test_scrub(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "abcdefghijklmnop" not in s and "sk-live-1234567890" not in s
     assert "xyz.123456" not in s and "hunter2hunter" not in s
     assert scrub("nothing secret here") == "nothing secret here"
+
+
+def test_local_openai_compatible_server_needs_no_key(fake_openai, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    lm = LiteLLMLM("openai/local-model", api_base=fake_openai.base_url, mode="text")
+    r = lm.complete(LMRequest(model=lm.model, mode="text", prompt="Q?\nAnswer:", max_tokens=4))
+    assert r.text and fake_openai.requests[-1]["path"].endswith("/completions")
