@@ -14,7 +14,7 @@ want=$(sha256sum pyproject.toml | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # torch first, pinned to the CPU build: sentence-transformers would otherwise pull CUDA.
   python -m pip install -q "torch==2.13.0"
-  python -m pip install -q -e ".[test,st]"
+  python -m pip install -q -e ".[test,st,bench]"
   echo "$want" > "$stamp"
 fi
 # litellm: never fetch the model cost map at import (no internet here).
