@@ -66,7 +66,7 @@ def _retry_after(exc: BaseException) -> float | None:
     resp = getattr(exc, "response", None)
     if resp is not None:
         headers = getattr(resp, "headers", None)
-    headers = headers or getattr(exc, "headers", None) or {}
+    headers = headers or getattr(exc, "headers", None) or getattr(exc, "litellm_response_headers", None) or {}
     try:
         ms = headers.get("retry-after-ms")
         if ms is not None:
