@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import io
 import pstats
 import random
 import statistics

@@ -282,7 +282,7 @@ class Compiler:
                 prog = Program(candidate, name=self.declared.name, templates=self.declared.templates, seed=o.seed)
                 outcome = TrialOutcome()
 
-                def report(score: float, step: int) -> bool:
+                def report(score: float, step: int, trial: optuna.Trial = trial) -> bool:
                     if multi:
                         return False
                     trial.report(score, step)
