@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.jsonhttp import json_handler
+
 from medcompile import Predict, Program, Retrieve
 from medcompile.bank import Bank
 from medcompile.compile import optimize
@@ -87,29 +89,7 @@ class FakeOpenAI:
                                   "message": {"role": "assistant", "content": text}}]}, {}
 
     def handler(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
-
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *a: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                n = int(self.headers.get("content-length", 0))
-                body = json.loads(self.rfile.read(n) or b"{}")
-                status, payload, extra = fake.answer(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-                data = json.dumps(payload).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("content-type", "application/json")
-                    self.send_header("content-length", str(len(data)))
-                    for k, v in extra.items():
-                        self.send_header(k, v)
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-        return H
+        return json_handler(self.answer)
 
 
 @pytest.fixture

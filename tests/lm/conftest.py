@@ -1,7 +1,6 @@
 """Shared fixtures for the LM tests: a tiny OpenAI-compatible server on 127.0.0.1."""
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -9,6 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+
+from tests.jsonhttp import json_handler
 
 
 class FakeOpenAI:
@@ -41,40 +42,21 @@ class FakeOpenAI:
                 "model": "fake-model", "usage": usage,
                 "choices": [{"index": 0, "finish_reason": "stop", "text": text, "logprobs": None}]}
 
+    def respond(self, path: str, headers: dict[str, str], body: dict[str, Any]) -> tuple:
+        with self.lock:
+            self.requests.append({"path": path, "headers": headers, "json": body})
+            step = self.script.pop(0) if self.script else None
+        if step is None:
+            return 200, self.ok_body(path, self.default_text), {}
+        status, payload, extra, delay = step
+        if status == 200 and not payload:
+            payload = self.ok_body(path, self.default_text)
+        if delay:
+            time.sleep(delay)
+        return status, payload, extra
+
     def handler(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
-
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *a: Any) -> None:  # keep test output clean
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                n = int(self.headers.get("content-length", 0))
-                body = json.loads(self.rfile.read(n) or b"{}")
-                with fake.lock:
-                    fake.requests.append({"path": self.path, "headers": dict(self.headers), "json": body})
-                    step = fake.script.pop(0) if fake.script else None
-                if step is None:
-                    status, payload, headers, delay = 200, fake.ok_body(self.path, fake.default_text), {}, 0.0
-                else:
-                    status, payload, headers, delay = step
-                    if status == 200 and not payload:
-                        payload = fake.ok_body(self.path, fake.default_text)
-                if delay:
-                    time.sleep(delay)
-                data = json.dumps(payload).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("content-type", "application/json")
-                    self.send_header("content-length", str(len(data)))
-                    for k, v in headers.items():
-                        self.send_header(k, v)
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-        return H
+        return json_handler(self.respond)
 
 
 @pytest.fixture
