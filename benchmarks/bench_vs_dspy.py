@@ -165,8 +165,8 @@ def dspy_setup():  # noqa: ANN201
         def forward(self, question: str, options: str):  # noqa: ANN201
             return self.predict(question=question, options=options)
 
-    class CountingChatAdapter(dspy.ChatAdapter):
-        """ChatAdapter that counts its parse failures (each triggers a JSONAdapter retry call)."""
+    class CountingParses:
+        """Mixin counting an adapter's parse failures (each triggers a fallback call)."""
 
         def __init__(self, *a: Any, **k: Any) -> None:
             super().__init__(*a, **k)
@@ -181,19 +181,11 @@ def dspy_setup():  # noqa: ANN201
                 self.parse_failures += 1
                 raise
 
-    class CountingJSONAdapter(dspy.JSONAdapter):
-        def __init__(self, *a: Any, **k: Any) -> None:
-            super().__init__(*a, **k)
-            self.parses = 0
-            self.parse_failures = 0
+    class CountingChatAdapter(CountingParses, dspy.ChatAdapter):
+        pass
 
-        def parse(self, signature, completion):  # noqa: ANN001, ANN201
-            self.parses += 1
-            try:
-                return super().parse(signature, completion)
-            except Exception:
-                self.parse_failures += 1
-                raise
+    class CountingJSONAdapter(CountingParses, dspy.JSONAdapter):
+        pass
 
     return dspy, Student, CountingChatAdapter, CountingJSONAdapter
 
