@@ -35,6 +35,17 @@ class LMUnavailable(LMError):
     fatal = True
 
 
+class LMConfigError(LMError):
+    """The call can never succeed as configured: unknown model or provider, missing or
+    rejected API key, a server that is not there. Never retried, never turned into an
+    abstention: the run stops at once with this message, which names the cause."""
+
+    fatal = True
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message, retryable=False, status=status)
+
+
 @dataclass(frozen=True)
 class Message:
     role: Literal["system", "user", "assistant"]
@@ -54,10 +65,20 @@ class LMRequest:
     stop: tuple[str, ...] = ()
     seed: int = 0
     top_p: float = 1.0
+    #: When non-empty, the reply must be exactly one of these strings (a question's option
+    #: keys). Backends that can constrain decoding (a grammar, logit bias, guided choice)
+    #: do so and return per-choice log-probabilities; others ignore it and the reply is parsed.
+    choices: tuple[str, ...] = ()
 
     def cache_key(self) -> str:
-        """A stable hash of everything that determines the response."""
-        payload = json.dumps(asdict(self), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        """A stable hash of everything that determines the response.
+
+        Fields at their empty default are left out, so adding an optional field never
+        invalidates cache entries written before it existed."""
+        d = asdict(self)
+        if not d["choices"]:
+            del d["choices"]
+        payload = json.dumps(d, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
@@ -69,6 +90,9 @@ class LMResponse:
     cost: float = 0.0
     cached: bool = False
     latency_s: float = 0.0
+    #: (choice, log-probability) for each of the request's `choices`, when the backend
+    #: scored them (empty otherwise). Normalised over the choices, so exp() sums to 1.
+    choice_logprobs: tuple[tuple[str, float], ...] = ()
 
 
 @runtime_checkable

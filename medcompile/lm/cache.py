@@ -47,9 +47,11 @@ def user_cache_dir() -> Path:
 
 def _encode(resp: LMResponse) -> str:
     # ensure_ascii keeps lone surrogates (from undecodable model bytes) storable.
-    return json.dumps({"text": resp.text, "prompt_tokens": resp.prompt_tokens,
-                       "completion_tokens": resp.completion_tokens, "cost": resp.cost,
-                       "latency_s": resp.latency_s}, ensure_ascii=True)
+    d = {"text": resp.text, "prompt_tokens": resp.prompt_tokens, "completion_tokens": resp.completion_tokens,
+         "cost": resp.cost, "latency_s": resp.latency_s}
+    if resp.choice_logprobs:
+        d["choice_logprobs"] = [[k, lp] for k, lp in resp.choice_logprobs]
+    return json.dumps(d, ensure_ascii=True)
 
 
 def _decode(value: str) -> LMResponse:
@@ -57,7 +59,8 @@ def _decode(value: str) -> LMResponse:
     return LMResponse(text=d["text"], prompt_tokens=int(d.get("prompt_tokens", 0)),
                       completion_tokens=int(d.get("completion_tokens", 0)),
                       cost=float(d.get("cost", 0.0)), cached=True,
-                      latency_s=float(d.get("latency_s", 0.0)))
+                      latency_s=float(d.get("latency_s", 0.0)),
+                      choice_logprobs=tuple((str(k), float(lp)) for k, lp in d.get("choice_logprobs", ())))
 
 
 class DiskCache:
