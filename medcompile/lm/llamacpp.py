@@ -5,6 +5,11 @@ llama.cpp's KV cache reuses the longest shared token prefix (few-shot prompts sh
 long prefixes). A lock serialises calls: a llama context is not thread-safe.
 The request seed is passed on every call (llama-cpp-python rebuilds its sampler from
 it each time), so sampled outputs are reproducible; temperature 0 is greedy.
+
+A request with `choices` is not generated at all: the keys are scored by their
+next-token log-probabilities after the prompt (`medcompile.lm.choices`), evaluating
+only the prompt tokens the KV cache does not already hold, so the reply is always one
+of the keys and carries a probability for each.
 """
 from __future__ import annotations
 
@@ -15,11 +20,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from medcompile.lm.base import LMError, LMRequest, LMResponse, Mode
+from medcompile.lm.choices import log_softmax, pick_choice, score_choices
 
 
 def _import_llama() -> Any:
@@ -123,6 +131,8 @@ class LlamaCppLM:
         return self._llm
 
     def complete(self, request: LMRequest) -> LMResponse:
+        if request.choices:
+            return self._complete_choices(request)
         common = dict(max_tokens=request.max_tokens, temperature=request.temperature,
                       top_p=request.top_p, stop=list(request.stop), seed=request.seed)
         with self._lock:
@@ -150,6 +160,46 @@ class LlamaCppLM:
                           completion_tokens=int(usage.get("completion_tokens", 0)),
                           cost=0.0, latency_s=latency)
 
+    def _complete_choices(self, request: LMRequest) -> LMResponse:
+        """Score the request's choices after its prompt; the reply is the best (or, above
+        temperature 0, a seeded draw) and `choice_logprobs` are normalised over them."""
+        with self._lock:
+            llm = self._load()
+            t0 = time.perf_counter()
+            try:
+                scorer = _LlamaScorer(llm, self.n_ctx)
+                tokens = scorer.prompt_tokens(self._prompt_text(llm, request))
+                logprobs = score_choices(tokens, request.choices, scorer)
+            except LMError:
+                raise
+            except Exception as e:  # noqa: BLE001 - llama raises bare ValueError/RuntimeError
+                raise LMError(f"{self.model} (n_ctx={self.n_ctx}) failed to score choices: {e}",
+                              retryable=False) from e
+            latency = time.perf_counter() - t0
+        text = pick_choice(logprobs, request.temperature, request.seed)
+        return LMResponse(text=text, prompt_tokens=len(tokens), completion_tokens=1, cost=0.0,
+                          latency_s=latency, choice_logprobs=logprobs)
+
+    def _prompt_text(self, llm: Any, request: LMRequest) -> str:
+        """The exact text the model reads before its reply (chat: through the GGUF's template)."""
+        if request.mode != "chat":
+            if request.prompt is None:
+                raise LMError(f"{self.model}: text-mode request has no prompt")
+            return request.prompt
+        template = llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise LMError(f"{self.model}: chat-mode choices need a GGUF with a chat template")
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        vocab = llm._model
+        fmt = Jinja2ChatFormatter(template=template,
+                                  eos_token=vocab.token_get_text(llm.token_eos()),
+                                  bos_token=vocab.token_get_text(llm.token_bos()))
+        msgs = [{"role": m.role, "content": m.content} for m in request.messages]
+        text = fmt(messages=msgs).prompt
+        bos = vocab.token_get_text(llm.token_bos())
+        return text[len(bos):] if bos and text.startswith(bos) else text  # the BOS token is added once, below
+
     def close(self) -> None:
         with self._lock:
             if self._llm is not None:
@@ -159,3 +209,43 @@ class LlamaCppLM:
     def settings(self) -> dict:
         return {"backend": "llamacpp", "model": self.model, "mode": self.mode,
                 "n_ctx": self.n_ctx, "file": self.model_path.name}
+
+
+class _LlamaScorer:
+    """`TokenScorer` over a loaded `Llama`, reusing its KV cache for the shared prefix.
+
+    After every call the context holds exactly the evaluated tokens and the logits of
+    the last one, so a later `create_completion` on the same prompt reuses it safely.
+    """
+
+    def __init__(self, llm: Any, n_ctx: int) -> None:
+        self.llm = llm
+        self.n_ctx = n_ctx
+
+    def prompt_tokens(self, prompt: str) -> list[int]:
+        """The tokens `create_completion` would feed for `prompt` (BOS + text), so
+        scoring and generation share KV-cache prefixes."""
+        llm = self.llm
+        bos = [llm.token_bos()] if llm._model.add_bos_token() and llm.token_bos() != -1 else []
+        return bos + llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def next_logprobs(self, tokens: Sequence[int]) -> np.ndarray:
+        llm, tokens = self.llm, list(tokens)
+        if len(tokens) >= self.n_ctx:
+            raise LMError(f"prompt of {len(tokens)} tokens exceeds the context window (n_ctx={self.n_ctx}); "
+                          "shorten the prompt or raise n_ctx")
+        cached = llm.input_ids[: llm.n_tokens].tolist()
+        common = 0
+        for a, b in zip(cached, tokens):
+            if a != b:
+                break
+            common += 1
+        if not (common == len(tokens) == llm.n_tokens and not llm._requires_eval):
+            llm.n_tokens = min(common, len(tokens) - 1)  # re-evaluate at least the last token
+            llm.eval(tokens[llm.n_tokens:])  # eval drops the KV cache beyond n_tokens first
+        ptr = llm._ctx.get_logits_ith(-1)
+        logits = np.ctypeslib.as_array(ptr, shape=(llm.n_vocab(),)).copy()
+        return log_softmax(logits)
