@@ -11,7 +11,7 @@ import os as _os
 _os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from .exemplar import Exemplar  # noqa: E402
-from .modules import Predict, Prediction, Refine, Retrieve, SelfCoT, Shuffle, Vote  # noqa: E402
+from .modules import Predict, Prediction, Refine, Retrieve, Route, SelfCoT, Shuffle, Vote  # noqa: E402
 from .program import Program, ProgramFileError, Result, load, loads  # noqa: E402
 from .question import Question, QuestionError  # noqa: E402
 from .signatures import MCQ, Field, Signature, SignatureError  # noqa: E402
@@ -33,6 +33,6 @@ def make_lm(spec: str, **kwargs):  # type: ignore[no-untyped-def]
     return _make_lm(spec, **kwargs)
 
 
-__all__ = ["Exemplar", "Predict", "Prediction", "Refine", "Retrieve", "SelfCoT", "Shuffle", "Vote", "Program",
+__all__ = ["Exemplar", "Predict", "Prediction", "Refine", "Retrieve", "Route", "SelfCoT", "Shuffle", "Vote", "Program",
            "ProgramFileError", "Result", "load", "loads", "Question", "QuestionError", "MCQ", "Field", "Signature",
            "SignatureError", "optimize", "make_lm", "__version__"]

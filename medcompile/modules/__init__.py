@@ -5,6 +5,7 @@ from .vote import Vote, plurality
 from .predict import Predict, SelfCoT
 from .shuffle import Shuffle, permute, permutation_for
 from .refine import Refine
+from .route import Route
 
 __all__ = ["MODULE_TYPES", "Module", "ModuleError", "Prediction", "RunContext", "derive_seed", "Retrieve", "Vote",
-           "plurality", "Predict", "SelfCoT", "Shuffle", "permute", "permutation_for", "Refine"]
+           "plurality", "Predict", "SelfCoT", "Shuffle", "permute", "permutation_for", "Refine", "Route"]

@@ -1,0 +1,161 @@
+"""Route (Medprompt+ portfolio) against scripted models: when it stops, when it escalates, what it costs."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+import pytest
+
+from medcompile import Predict, Program, Route, SelfCoT, Shuffle, Vote
+from medcompile.compile.space import BankChoice, apply, collect_space
+from medcompile.lm.scripted import ScriptedLM
+from medcompile.modules.base import Module, ModuleError, Prediction, Resolver, RunContext
+from medcompile.modules.route import DEFAULT_THRESHOLDS, SKIP
+from medcompile.question import Question
+from tests.conftest import mcq
+from tests.core.scripted import is_cot, last_question, reply
+
+
+@dataclass(frozen=True, eq=False)
+class Fixed(Module):
+    """A test member: answers `answer` with `confidence`, costing `cost` calls (counted in a list)."""
+
+    answer: str | None
+    confidence: float
+    cost: float = 1.0
+    log: Any = None
+    tune: Any = None
+    type_name: ClassVar[str] = "Fixed"
+
+    def forward(self, q: Question, ctx: RunContext, path: str) -> Prediction:
+        if self.log is not None:
+            self.log.append(path)
+        return Prediction(self.answer, self.confidence, {self.answer: 1} if self.answer else {}, reason="fixed")
+
+    def calls_per_question(self) -> float:
+        return self.cost
+
+    def configure(self, params: Mapping[str, Any]) -> "Fixed":
+        return self
+
+    def to_config(self) -> dict[str, Any]:
+        return {"type": "Fixed"}
+
+
+def run(route: Route, q: Question | None = None) -> Prediction:
+    return route(q or mcq(1, "B"), RunContext(lm=ScriptedLM(lambda r: " A"), builder=Program(route).builder), "")
+
+
+def test_confident_screen_stops_unsure_screen_escalates():
+    log: list[str] = []
+    screen_sure = Fixed("A", 0.95, log=log)
+    big = Fixed("B", 0.6, cost=5, log=log)
+    p = run(Route([screen_sure, big], thresholds=[0.9], tune=False))
+    assert p.answer == "A" and log == ["/route0"] and "member 0" in p.reason
+    log.clear()
+    p = run(Route([Fixed("A", 0.85, log=log), big], thresholds=[0.9], tune=False))
+    assert p.answer == "B" and log == ["/route0", "/route1"] and "member 1" in p.reason
+
+
+def test_threshold_zero_never_escalates_and_skip_never_runs():
+    log: list[str] = []
+    r0 = Route([Fixed("A", 0.1, log=log), Fixed("B", 1.0, cost=5, log=log)], thresholds=[0.0], tune=False)
+    assert run(r0).answer == "A" and log == ["/route0"]
+    assert r0.max_calls_per_question() == 1.0 and r0.plan() == [(0, 0.0)]
+    log.clear()
+    rs = Route([Fixed("A", 1.0, log=log), Fixed("B", 0.2, cost=5, log=log)], thresholds=[SKIP], tune=False)
+    assert run(rs).answer == "B" and log == ["/route1"]
+    assert rs.max_calls_per_question() == 5.0
+
+
+def test_three_members_cascade_and_skip_in_the_middle():
+    log: list[str] = []
+    members = [Fixed("A", 0.5, log=log), Fixed("C", 0.7, cost=3, log=log), Fixed("D", 0.2, cost=5, log=log)]
+    assert run(Route(members, thresholds=[0.6, 0.6], tune=False)).answer == "C"
+    assert log == ["/route0", "/route1"]
+    log.clear()
+    assert run(Route(members, thresholds=[0.6, SKIP], tune=False)).answer == "D"
+    assert log == ["/route0", "/route2"]
+    assert Route(members, thresholds=[0.6, SKIP], tune=False).max_calls_per_question() == 6.0
+
+
+def test_abstaining_escalation_keeps_the_best_earlier_answer():
+    r = Route([Fixed("C", 0.4), Fixed(None, 0.0, cost=5)], thresholds=[0.9], tune=False)
+    p = run(r)
+    assert p.answer == "C" and "abstained" in p.reason
+    # an abstaining screen always escalates, whatever its threshold
+    log: list[str] = []
+    r = Route([Fixed(None, 0.0, log=log), Fixed("D", 0.3, log=log)], thresholds=[0.0 + 1e-9], tune=False)
+    assert run(r).answer == "D" and log == ["/route0", "/route1"]
+
+
+def test_vote_share_is_the_screens_confidence_with_real_modules():
+    """Screen: 3 direct answers with shuffled options; unanimous on even questions, split 2:1 on odd ones
+    (wrong in the original option order, right in the shuffled ones).
+    Escalation: CoT that knows the answer. Calls per question are exact in the run results."""
+
+    def fn(req):
+        stem, opts = last_question(req)
+        i = int(stem.split()[2].rstrip(":"))
+        gold_text = f"option {'ABCD'[i % 4].lower()} for question {i}"
+        right = next(k for k, v in opts.items() if v == gold_text)
+        if is_cot(req):
+            return reply(req, right)
+        original_order = list(opts.values()) == sorted(opts.values())
+        if i % 2 == 1 and original_order:
+            return reply(req, "A" if right != "A" else "B")
+        return reply(req, right)
+
+    lm = ScriptedLM(fn)
+    screen = Vote(Shuffle(Predict(tune=False), n=3, tune=False))
+    expert = Vote(Shuffle(SelfCoT(tune=False), n=5, tune=False))
+    prog = Program(Route([screen, expert], thresholds=[1.0], tune=False))
+    qs = [mcq(i, "ABCD"[i % 4]) for i in range(8)]
+    results = prog.run_many(qs, lm)
+    assert all(r.correct for r in results)
+    assert [r.usage.calls for r in results] == [3 if i % 2 == 0 else 8 for i in range(8)]
+    assert lm.calls == sum(r.usage.calls for r in results)
+    # at threshold 0.6 a 2:1 vote (confidence 2/3) stops too: the screen's majority is right, 3 calls each
+    cheap = Program(Route([screen, expert], thresholds=[0.6], tune=False)).run_many(qs, lm)
+    assert all(r.correct for r in cheap) and [r.usage.calls for r in cheap] == [3] * 8
+    assert [r.prediction.confidence for r in cheap] == pytest.approx([1.0, 2 / 3] * 4)
+
+
+def test_space_configure_and_expected_calls():
+    r = Route([Predict(tune=False), Vote(Shuffle(SelfCoT(tune=False), n=5, tune=False))])
+    assert r.space() == {"threshold0": DEFAULT_THRESHOLDS}
+    params = collect_space(r)
+    assert [p.key for p in params] == ["threshold0"]
+    frozen = apply(r, {"threshold0": 0.9}, BankChoice(full=None, cot=None))  # type: ignore[arg-type]
+    assert isinstance(frozen, Route) and frozen.thresholds == (0.9,) and frozen.tune is None
+    assert frozen.calls_per_question() == 6.0  # not measured yet: the upper bound
+    measured = frozen.with_expected_calls(2.25)
+    assert measured.calls_per_question() == 2.25 and measured.max_calls_per_question() == 6.0
+    assert apply(measured, {"threshold0": 0.6}, None).calls_per_question() == 6.0  # type: ignore[arg-type]
+    custom = Route([Predict(tune=False), SelfCoT(tune=False)], tune={"threshold0": [0.5, SKIP]})
+    assert custom.space() == {"threshold0": (0.5, SKIP)}
+
+
+@pytest.mark.parametrize("kwargs, msg", [
+    ({"members": [Predict(tune=False)]}, "2..8 members"),
+    ({"members": [Predict(tune=False), "x"]}, "must be modules"),
+    ({"members": [Predict(tune=False)] * 3, "thresholds": [0.5]}, "one value per member"),
+    ({"members": [Predict(tune=False)] * 2, "thresholds": [1.5]}, "within 0..1"),
+    ({"members": [Predict(tune=False)] * 2, "thresholds": [True]}, "within 0..1"),
+    ({"members": [Predict(tune=False)] * 2, "tune": {"threshold0": [0.5, "never"]}}, "within 0..1"),
+    ({"members": [Predict(tune=False)] * 2, "tune": {"threshold1": [0.5]}}, "unknown parameter"),
+    ({"members": [Predict(tune=False)] * 2, "expected_calls": -1}, "non-negative"),
+])
+def test_bad_routes_are_refused_with_the_cause(kwargs: dict, msg: str):
+    with pytest.raises(ModuleError, match=msg):
+        Route(**kwargs)
+
+
+def test_config_round_trip_keeps_thresholds_and_expectation():
+    r = Route([Predict(tune=False), Vote(Shuffle(SelfCoT(tune=False), n=3, tune=False))],
+              thresholds=[SKIP], expected_calls=3.0, tune=False)
+    cfg = json.loads(json.dumps(r.to_config()))
+    back = Resolver({}).build(cfg)
+    assert isinstance(back, Route) and back.to_config() == r.to_config()
+    assert back.thresholds == (SKIP,) and back.calls_per_question() == 3.0
