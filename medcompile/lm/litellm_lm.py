@@ -9,24 +9,17 @@ read from the environment at call time and never stored on the object, in
 """
 from __future__ import annotations
 
-import email.utils
 import os
 import re
 import threading
 import time
 from typing import Any
 
-from medcompile.lm.base import LMError, LMRequest, LMResponse, Mode
+from medcompile.lm.base import LMConfigError, LMRequest, LMResponse, Mode
+from medcompile.lm.errors import map_exception, retry_after, scrub  # noqa: F401 - re-exported
 
-_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.I)  # env var names
 _SECRET_KWARG = re.compile(r"(api_?key|secret|password|credential|authorization|^token$|_token$)", re.I)
-_SECRET_PATTERNS = [
-    re.compile(r"\bsk-[A-Za-z0-9_\-]{6,}"),
-    re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._\-]{6,}"),
-    re.compile(r"(?i)((?:api[_-]?key|x-api-key|authorization|token)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]{6,}"),
-]
 _TEXT_PREFIXES = ("text-completion-openai/", "text-completion-codestral/")
-_RETRYABLE_STATUS = {408, 409, 425, 429}
 _import_lock = threading.Lock()
 _litellm: Any = None
 
@@ -43,74 +36,6 @@ def _lazy_litellm() -> Any:
             litellm.telemetry = False
             _litellm = litellm
     return _litellm
-
-
-def scrub(text: str, extra_secrets: tuple[str, ...] = ()) -> str:
-    """Remove anything that looks like a credential from `text`.
-
-    Values of env vars whose names look secret (…_API_KEY, …_TOKEN) are replaced
-    wherever they appear, plus common key shapes (sk-…, Bearer …, api_key=…).
-    """
-    secrets = [v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= 8]
-    secrets += [s for s in extra_secrets if s and len(s) >= 4]
-    for s in sorted(set(secrets), key=len, reverse=True):
-        text = text.replace(s, "***")
-    text = _SECRET_PATTERNS[0].sub("sk-***", text)
-    text = _SECRET_PATTERNS[1].sub(r"\1 ***", text)
-    return _SECRET_PATTERNS[2].sub(r"\1***", text)
-
-
-def _retry_after(exc: BaseException) -> float | None:
-    """Seconds from a Retry-After / retry-after-ms header, if the provider sent one."""
-    headers: Any = None
-    resp = getattr(exc, "response", None)
-    if resp is not None:
-        headers = getattr(resp, "headers", None)
-    headers = headers or getattr(exc, "headers", None) or getattr(exc, "litellm_response_headers", None) or {}
-    try:
-        ms = headers.get("retry-after-ms")
-        if ms is not None:
-            return max(0.0, float(ms) / 1000)
-        value = headers.get("retry-after")
-    except (AttributeError, ValueError):
-        return None
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-        return max(0.0, when.timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
-
-
-def map_exception(exc: BaseException, model: str, secrets: tuple[str, ...] = ()) -> LMError:
-    """A litellm/openai/httpx exception as an LMError, with retryable set and keys scrubbed."""
-    litellm = _lazy_litellm()
-    status = getattr(exc, "status_code", None)
-    status = status if isinstance(status, int) else None
-    msg = scrub(f"{model}: {type(exc).__name__}: {exc}", secrets)
-    if isinstance(exc, litellm.RateLimitError):
-        return LMError(msg, retryable=True, retry_after=_retry_after(exc), status=429)
-    if isinstance(exc, litellm.Timeout):
-        return LMError(msg, retryable=True, status=status or 408)
-    if isinstance(exc, litellm.APIConnectionError):
-        return LMError(msg, retryable=True, status=status)
-    if isinstance(exc, (litellm.AuthenticationError, litellm.PermissionDeniedError,
-                        litellm.NotFoundError, litellm.BadRequestError)):
-        return LMError(msg, retryable=False, status=status)
-    if status is not None:
-        retryable = status in _RETRYABLE_STATUS or status >= 500
-        return LMError(msg, retryable=retryable, retry_after=_retry_after(exc) if retryable else None,
-                       status=status)
-    import httpx
-
-    if isinstance(exc, (httpx.TransportError, TimeoutError, ConnectionError)):
-        return LMError(msg, retryable=True)
-    return LMError(msg, retryable=False)
 
 
 def guess_mode(model: str) -> Mode:
@@ -149,7 +74,8 @@ class LiteLLMLM:
             return None  # litellm finds the provider's usual variable (OPENAI_API_KEY, ...)
         key = os.environ.get(self.api_key_env)
         if not key:
-            raise LMError(f"{self.model}: environment variable {self.api_key_env} is not set")
+            raise LMConfigError(f"{self.model}: environment variable {self.api_key_env} is not set "
+                                "(it should hold the API key)")
         return key
 
     def complete(self, request: LMRequest) -> LMResponse:
@@ -177,7 +103,7 @@ class LiteLLMLM:
                 resp = litellm.text_completion(prompt=request.prompt or "", **kw)
                 text = resp.choices[0].text or ""
         except Exception as e:  # noqa: BLE001 - mapped, scrubbed, re-raised
-            raise map_exception(e, self.model, (key,) if key else ()) from None
+            raise map_exception(e, self.model, (key,) if key else (), api_base=self.api_base) from None
         latency = time.perf_counter() - t0
         usage = getattr(resp, "usage", None)
         return LMResponse(text=text, prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),

@@ -11,13 +11,16 @@ import threading
 import time
 from collections.abc import Callable
 
-from medcompile.lm.base import LM, LMError, LMRequest, LMResponse, LMUnavailable, Mode
+from medcompile.lm.base import LM, LMConfigError, LMError, LMRequest, LMResponse, LMUnavailable, Mode
 
 
 def _as_lm_error(exc: BaseException) -> LMError | None:
-    """LMErrors as they are; bare socket timeouts and resets count as retryable."""
+    """LMErrors as they are; a bare refused connection is configuration (nothing listens
+    there), bare socket timeouts and resets count as retryable."""
     if isinstance(exc, LMError):
         return exc
+    if isinstance(exc, ConnectionRefusedError):
+        return LMConfigError(f"connection refused: {exc}; is the model server running?")
     if isinstance(exc, (TimeoutError, ConnectionError)):
         return LMError(f"{type(exc).__name__}: {exc}", retryable=True)
     return None
@@ -26,6 +29,8 @@ def _as_lm_error(exc: BaseException) -> LMError | None:
 class RetryingLM:
     """Retry retryable errors with exponential backoff: base_delay * 2**attempt, capped.
 
+    Configuration errors (`LMConfigError`: unknown model, missing key, nothing listening)
+    are never retried: they are raised at once.
     A server's Retry-After (`LMError.retry_after`) replaces the computed delay, capped at
     `max_retry_after` so a hostile header cannot park the run for hours.
     """
@@ -59,7 +64,9 @@ class RetryingLM:
                 return self.inner.complete(request)
             except Exception as exc:  # noqa: BLE001 - filtered just below
                 err = _as_lm_error(exc)
-                if err is None or not err.retryable or isinstance(exc, LMUnavailable):
+                if isinstance(err, LMConfigError) and err is not exc:
+                    raise err from exc
+                if err is None or not err.retryable or isinstance(exc, (LMUnavailable, LMConfigError)):
                     raise
                 if attempt == attempts - 1:
                     raise LMUnavailable(

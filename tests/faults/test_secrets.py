@@ -2,7 +2,7 @@
 
 A litellm model (``openai/fake-model``) talks to a fake OpenAI server on 127.0.0.1 with
 ``OPENAI_API_KEY=sk-test-SECRET-...`` set. The server checks the key arrives, and now
-and then answers with errors that echo it back (a 401 for some questions, a 500 that
+and then answers with errors that echo it back (a 400 for some questions, a 500 that
 is retried, a 429), as real providers do. A tiny program is compiled and evaluated,
 once through the Python API with DEBUG logging on every logger, once through the real
 `medcompile optimize` / `medcompile eval` processes with ``LITELLM_LOG=DEBUG``. The key
@@ -43,7 +43,8 @@ __all__ = ["work"]
 
 TAIL = secrets.token_hex(16)
 SECRET = f"sk-test-SECRET-{TAIL}"
-POISON = ("Patient 105 ", "Patient 203 ")  # questions the server refuses with a 401 that echoes the key
+POISON = ("Patient 105 ", "Patient 203 ")  # questions the server refuses with a 400 that echoes the key
+# (a 400, not a 401: a rejected key is a configuration error that stops the whole run, see lm/errors.py)
 
 
 class FakeOpenAI:
@@ -73,9 +74,8 @@ class FakeOpenAI:
         msgs = tuple(Message(m["role"], m["content"]) for m in body.get("messages", []))
         last = msgs[-1].content if msgs else ""
         if any(p in last for p in POISON):
-            return 401, {"error": {"message": f"Incorrect API key provided: {SECRET}. You can find your API key "
-                                              "at https://platform.openai.com/account/api-keys.",
-                                   "type": "invalid_request_error", "code": "invalid_api_key"}}, {}
+            return 400, {"error": {"message": f"Prompt rejected by policy for api_key={SECRET}.",
+                                   "type": "invalid_request_error", "code": "prompt_rejected"}}, {}
         if n in (3, 11):
             return 500, {"error": {"message": f"upstream failed for Authorization: Bearer {SECRET}"}}, {}
         if n == 6:
@@ -189,7 +189,7 @@ def test_key_never_written_or_logged_in_process(keyed_env: FakeOpenAI, work: Pat
     captured = capfd.readouterr()
     # the key was really in use, and really echoed back by the server
     assert keyed_env.requests and all(r["auth"] == f"Bearer {SECRET}" for r in keyed_env.requests)
-    refused = [r for r in res.records if "Incorrect API key provided" in (r.abstain_reason or "")]
+    refused = [r for r in res.records if "Prompt rejected by policy" in (r.abstain_reason or "")]
     assert [r.id for r in refused] == ["q203"] and "***" in (refused[0].abstain_reason or "")
     assert len(logs.text.splitlines()) > 20, "DEBUG logging was not on"
     # ... and it is nowhere

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from medcompile.lm.base import LMError, LMRequest, LMUnavailable, Message
+from medcompile.lm.base import LMConfigError, LMError, LMRequest, LMUnavailable, Message
 from medcompile.lm.litellm_lm import LiteLLMLM, guess_mode, scrub
 from medcompile.lm.registry import lm_settings, make_lm
 from medcompile.lm.retry import RetryingLM
@@ -81,16 +81,16 @@ def test_persistent_5xx_becomes_lm_unavailable(fake_openai, key_env) -> None:  #
     assert ei.value.status == 503 and len(fake_openai.requests) == 3
 
 
-def test_timeout_and_refused_connection_are_retryable(fake_openai, key_env) -> None:  # type: ignore[no-untyped-def]
+def test_timeout_is_retryable_refused_connection_is_config(fake_openai, key_env) -> None:  # type: ignore[no-untyped-def]
     lm = LiteLLMLM("openai/fake-model", api_base=fake_openai.base_url, api_key_env=key_env, timeout=0.5)
     fake_openai.script.append((200, {}, {}, 2.0))
     with pytest.raises(LMError) as ei:
         lm.complete(chat(lm))
     assert ei.value.retryable
     dead = LiteLLMLM("openai/fake-model", api_base="http://127.0.0.1:9/v1", api_key_env=key_env, timeout=2)
-    with pytest.raises(LMError) as ei2:
+    with pytest.raises(LMConfigError, match="connection refused") as ei2:  # nothing listens there: never retried
         dead.complete(chat(dead))
-    assert ei2.value.retryable
+    assert not ei2.value.retryable and ei2.value.fatal
 
 
 def test_missing_key_env_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
