@@ -2,7 +2,8 @@
 
 Specs: 'local' / 'local/gemma3-270m' (the embedded model), 'gguf:/path/model.gguf'
 (any GGUF file), anything else is a litellm model name ('openai/gpt-4o-mini',
-'ollama/llama3', 'text-completion-openai/...'). Every stack is
+'ollama/llama3', 'text-completion-openai/...'); 'sim' / 'sim:<profile>' is the offline
+simulated model (medcompile.sim). Every stack is
 MeteredLM(CachedLM(LimitedLM(RetryingLM(backend)))), the cache being optional.
 """
 from __future__ import annotations
@@ -68,6 +69,10 @@ def gguf_model_id(path: str | os.PathLike[str]) -> str:
 def make_backend(spec: str, *, mode: Mode | None = None, api_base: str | None = None,
                  **kw: Any) -> Any:
     """The bare backend for `spec`, with no retry, cache or metering."""
+    if spec == "sim" or spec.startswith("sim:"):  # the offline simulated model (medcompile.sim)
+        from medcompile.sim import world_for_spec
+
+        return world_for_spec(spec[len("sim:"):]).lm(mode=mode or "text")
     if spec in LOCAL_SPECS:
         if api_base:
             raise ValueError("api_base makes no sense for the embedded local model")
