@@ -1,5 +1,11 @@
 """Every remote provider (OpenAI, Anthropic, Ollama, vLLM, ...) through litellm.
 
+Except one case: an OpenAI-compatible endpoint with a known base URL (`openai/...`,
+`text-completion-openai/...`, `hosted_vllm/...` with an api_base, or OPENAI_API_BASE set)
+is called directly on one shared HTTP client (`medcompile.lm.openai_http`, which says why:
+litellm builds a client per call and its per-call CPU kept runs far below a fast server's
+capacity). `transport="litellm"` forces litellm for those too.
+
 litellm is imported lazily (it is slow to import and only needed for remote models),
 with its bundled cost map so that importing it never reaches the network. Its own
 retries are switched off: `RetryingLM` owns the retry policy. Provider errors are
@@ -17,6 +23,7 @@ from typing import Any
 
 from medcompile.lm.base import LMConfigError, LMRequest, LMResponse, Mode
 from medcompile.lm.errors import map_exception, retry_after, scrub  # noqa: F401 - re-exported
+from medcompile.lm.openai_http import BODY_PARAMS, OpenAIHTTP, endpoint_for
 
 _SECRET_KWARG = re.compile(r"(api_?key|secret|password|credential|authorization|^token$|_token$)", re.I)
 _TEXT_PREFIXES = ("text-completion-openai/", "text-completion-codestral/")
@@ -54,7 +61,8 @@ class LiteLLMLM:
 
     def __init__(self, model: str, mode: Mode | None = None, api_base: str | None = None,
                  api_key_env: str | None = None, timeout: float = 60,
-                 extra: dict[str, Any] | None = None) -> None:
+                 extra: dict[str, Any] | None = None, transport: str = "auto",
+                 guided_choice: bool = False) -> None:
         if mode not in (None, "text", "chat"):
             raise ValueError(f"mode must be 'text', 'chat' or None, not {mode!r}")
         bad = sorted(k for k in (extra or {}) if _SECRET_KWARG.search(k))
@@ -66,6 +74,32 @@ class LiteLLMLM:
         self.api_key_env = api_key_env
         self.timeout = timeout
         self.extra: dict[str, Any] = dict(extra or {})
+        if transport not in ("auto", "http", "litellm"):
+            raise ValueError(f"transport must be 'auto', 'http' or 'litellm', not {transport!r}")
+        self.transport = transport
+        self.guided_choice = guided_choice
+        self._direct: OpenAIHTTP | None = None
+        self._direct_base: str | None = None
+
+    def _http(self) -> OpenAIHTTP | None:
+        """The direct transport when this model is an OpenAI-compatible endpoint (see above).
+
+        Resolved per call (the base may come from the environment) and rebuilt only when it changes.
+        """
+        if self.transport == "litellm" or not set(self.extra) <= BODY_PARAMS:
+            if self.transport == "http":
+                raise ValueError(f"{self.model}: transport='http' cannot send extra {sorted(set(self.extra) - BODY_PARAMS)}")
+            return None
+        base = endpoint_for(self.model, self.api_base)
+        if base is None:
+            if self.transport == "http":
+                raise LMConfigError(f"{self.model}: transport='http' needs an OpenAI-compatible model with an api_base")
+            return None
+        if self._direct is None or self._direct_base != base:
+            self._direct = OpenAIHTTP(self.model, base, timeout=self.timeout, extra=self.extra,
+                                      guided_choice=self.guided_choice)
+            self._direct_base = base
+        return self._direct
 
     def _api_key(self) -> str | None:
         if self.api_key_env is None:
@@ -78,7 +112,17 @@ class LiteLLMLM:
                                 "(it should hold the API key)")
         return key
 
+    def _direct_key(self) -> str | None:
+        """The key for a direct call: the named variable, else the provider's usual one."""
+        if self.api_key_env is not None:
+            return self._api_key()
+        name = "HOSTED_VLLM_API_KEY" if self.model.startswith("hosted_vllm/") else "OPENAI_API_KEY"
+        return os.environ.get(name) or None
+
     def complete(self, request: LMRequest) -> LMResponse:
+        direct = self._http()
+        if direct is not None:
+            return direct.complete(request, self._direct_key())
         litellm = _lazy_litellm()
         key = self._api_key()
         kw: dict[str, Any] = dict(model=self.model, max_tokens=request.max_tokens,
@@ -111,7 +155,7 @@ class LiteLLMLM:
                           cost=self._cost(resp), latency_s=latency)
 
     def _openai_compatible(self) -> bool:
-        return self.model.split("/", 1)[0] in ("openai", "text-completion-openai")
+        return self.model.split("/", 1)[0] in ("openai", "text-completion-openai", "hosted_vllm")
 
     def _cost(self, resp: Any) -> float:
         try:
@@ -124,8 +168,15 @@ class LiteLLMLM:
         return {"backend": "litellm", "model": self.model, "mode": self.mode,
                 "api_base": scrub(self.api_base) if self.api_base else None,
                 "api_key_env": self.api_key_env, "timeout": self.timeout,
+                "transport": "openai-http" if self._would_go_direct() else "litellm",
                 "extra": {k: v for k, v in self.extra.items()
                           if isinstance(v, (str, int, float, bool, type(None)))}}
+
+    def _would_go_direct(self) -> bool:
+        try:
+            return self._http() is not None
+        except (ValueError, LMConfigError):
+            return False
 
     def __repr__(self) -> str:
         return f"LiteLLMLM(model={self.model!r}, mode={self.mode!r})"
