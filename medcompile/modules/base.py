@@ -60,7 +60,10 @@ class RunContext:
 
 @dataclass
 class Prediction:
-    """A module's answer. `answer` None means abstention (nothing parsable)."""
+    """A module's answer. `answer` None means abstention (nothing parsable).
+
+    `option_probs` is the model's probability of each option key, when the answer was
+    scored rather than parsed (constrained answers); empty otherwise."""
 
     answer: str | None
     confidence: float = 0.0
@@ -68,6 +71,7 @@ class Prediction:
     rationale: str | None = None
     reason: str = ""
     candidates: list["Prediction"] = field(default_factory=list)
+    option_probs: dict[str, float] = field(default_factory=dict)
 
     @property
     def abstained(self) -> bool:
@@ -82,6 +86,8 @@ class Prediction:
     def to_dict(self, *, rationales: bool = True) -> dict[str, Any]:
         d: dict[str, Any] = {"answer": self.answer, "confidence": round(self.confidence, 6),
                              "votes": dict(self.votes)}
+        if self.option_probs:
+            d["option_probs"] = {k: round(v, 6) for k, v in self.option_probs.items()}
         if rationales and self.rationale:
             d["rationale"] = self.rationale
         if self.answer is None:

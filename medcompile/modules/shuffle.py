@@ -105,4 +105,5 @@ def _map_back(p: Prediction, back: dict[str, str]) -> Prediction:
         rationale=p.rationale,
         reason=p.reason,
         candidates=[_map_back(c, back) for c in p.candidates],
+        option_probs={back[k]: v for k, v in p.option_probs.items()},
     )

@@ -3,7 +3,8 @@
 Ties break by the option order of the question, never by the order answers
 arrived, so a vote is a function of the multiset of answers alone. Confidence is the
 winner's share of all candidates, abstentions included: three abstentions and one
-"B" is a weak "B".
+"B" is a weak "B". When the answers were scored (constrained), the mean option
+probabilities are reported too; the vote remains the decision rule.
 """
 from __future__ import annotations
 
@@ -26,7 +27,17 @@ def plurality(cands: Sequence[Prediction], keys: Sequence[str]) -> Prediction:
     best = min(counts, key=lambda k: (-counts[k], order.get(k, len(order)), k))
     rationale = next((leaf.rationale for leaf in leaves if leaf.answer == best and leaf.rationale), None)
     votes = {k: counts[k] for k in sorted(counts, key=lambda k: (order.get(k, len(order)), k))}
-    return Prediction(best, counts[best] / len(leaves), votes, rationale, "vote", list(cands))
+    return Prediction(best, counts[best] / len(leaves), votes, rationale, "vote", list(cands),
+                      mean_option_probs(leaves, keys))
+
+
+def mean_option_probs(leaves: Sequence[Prediction], keys: Sequence[str]) -> dict[str, float]:
+    """The mean of the leaves' option probabilities, when every answering leaf has them
+    (reported beside the vote; the vote still decides)."""
+    answered = [leaf for leaf in leaves if leaf.answer is not None]
+    if not answered or any(not leaf.option_probs for leaf in answered):
+        return {}
+    return {k: sum(leaf.option_probs.get(k, 0.0) for leaf in answered) / len(answered) for k in keys}
 
 
 @register

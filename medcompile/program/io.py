@@ -23,7 +23,7 @@ from ..modules.base import ModuleError, Resolver
 from ..prompts.templates import TemplateError
 from ..signatures import Signature, SignatureError
 from .program import Program
-from .schema import MAX_DEPTH, SCHEMA_ID, SCHEMA_VERSION, ProgramSpec
+from .schema import MAX_DEPTH, READABLE_VERSIONS, SCHEMA_ID, SCHEMA_VERSION, ProgramSpec, upgrade
 
 MAX_FILE_BYTES = 512 * 1024 * 1024
 
@@ -92,6 +92,7 @@ def loads(text: str, where: str = "<program>") -> Program:
 
 def from_dict(raw: Any, where: str = "<program>") -> Program:
     validate_dict(raw, where)
+    raw = upgrade(raw)  # an older version's dict, as the current version
     try:
         banks = {name: Bank.from_config(b) for name, b in raw["banks"].items()}
         root = Resolver(banks, MAX_DEPTH).build(raw["graph"])
@@ -113,8 +114,10 @@ def validate_dict(raw: Any, where: str) -> ProgramSpec:
             f"{where}: field 'schema_version' is {version}, written by a newer medcompile; "
             f"this version reads schema_version {SCHEMA_VERSION}. Upgrade medcompile to load it."
         )
-    if version != SCHEMA_VERSION or type(version) is not int:  # not true, not 1.0
-        raise ProgramFileError(f"{where}: field 'schema_version' must be the integer {SCHEMA_VERSION}, got {version!r}")
+    if version not in READABLE_VERSIONS or type(version) is not int:  # not true, not 1.0
+        raise ProgramFileError(f"{where}: field 'schema_version' must be an integer in {list(READABLE_VERSIONS)}, "
+                               f"got {version!r}")
+    raw = upgrade(raw)
     try:
         spec = ProgramSpec.model_validate(raw)
     except ValidationError as exc:

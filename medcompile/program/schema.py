@@ -1,10 +1,16 @@
-"""The compiled-program file format, version 1: a public contract.
+"""The compiled-program file format, version 2: a public contract.
 
 These pydantic models *are* the schema: they validate every file before anything is
 built from it, and `program.schema.json` (shipped in the package) is generated from
 them. Unknown fields are errors, every size is bounded, and nothing in a file can
-name code to run. Any change to this file that alters what a valid version-1 file
-looks like needs a new SCHEMA_VERSION and a migration.
+name code to run. Any change to this file that alters what a valid file looks like
+needs a new SCHEMA_VERSION and a migration (`upgrade`).
+
+Version 2 (from 1): every Predict/SelfCoT records how it answers, `answer`
+("constrained": the model chooses among the option keys, scored where the backend
+can; "parse": the key is read from free text) and `followup` (a reasoning reply
+without a key gets one constrained follow-up call). Version-1 files load as
+`answer: "parse", followup: false`, which is exactly how they ran.
 """
 from __future__ import annotations
 
@@ -13,7 +19,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_ID = "medcompile.program"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # older versions are upgraded on load
 MAX_TEXT = 200_000  # characters in one text field
 MAX_ITEMS = 1_000_000  # exemplars in one bank
 MAX_DEPTH = 24  # module nesting
@@ -60,6 +67,8 @@ class PredictSpec(_Strict):
     max_tokens: int | None = Field(ge=1, le=32768)
     demos: RetrieveSpec | None
     tune: Tune | None = None
+    answer: Literal["constrained", "parse"]
+    followup: bool
 
 
 class ShuffleSpec(_Strict):
@@ -144,7 +153,7 @@ class LMSpec(BaseModel):
 
 class ProgramSpec(_Strict):
     schema_: Literal["medcompile.program"] = Field(alias="schema")
-    schema_version: Literal[1]
+    schema_version: Literal[2]
     name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")]
     signature: SignatureSpec
     templates: dict[Key, Text]
@@ -165,5 +174,32 @@ def json_schema() -> dict[str, Any]:
     schema = ProgramSpec.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = f"https://medcompile.dev/schema/program-v{SCHEMA_VERSION}.json"
-    schema["title"] = "medcompile compiled program (schema_version 1)"
+    schema["title"] = f"medcompile compiled program (schema_version {SCHEMA_VERSION})"
     return schema
+
+
+_PREDICTORS = ("Predict", "SelfCoT")
+
+
+def upgrade(raw: Any) -> Any:
+    """A version-1 program dict as the equivalent version-2 dict (a new object; anything
+    else is returned as is, for validation to judge). Predictors answered by parsing
+    free text in version 1, with no follow-up call, so that is what they record."""
+    if not isinstance(raw, dict) or raw.get("schema_version") != 1 or type(raw.get("schema_version")) is not int:
+        return raw
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(x) for x in node]
+        if not isinstance(node, dict):
+            return node
+        out = {k: walk(v) if k in ("inner", "members", "demos") else v for k, v in node.items()}
+        if out.get("type") in _PREDICTORS:
+            for k in ("answer", "followup"):
+                if k in out:  # not a field of version 1: leave it for validation to refuse
+                    out[f"{k} (not in schema_version 1)"] = out.pop(k)
+            out.setdefault("answer", "parse")
+            out.setdefault("followup", False)
+        return out
+
+    return {**raw, "schema_version": 2, "graph": walk(raw.get("graph"))}

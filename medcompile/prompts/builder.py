@@ -7,7 +7,7 @@ last, so that llama.cpp reuses its KV cache across shuffled variants.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 from ..exemplar import Exemplar
@@ -78,15 +78,28 @@ class PromptBuilder:
         return tuple(msgs)
 
     def request(self, p: PromptParts, *, model: str, mode: Mode, temperature: float, max_tokens: int,
-                seed: int) -> LMRequest:
+                seed: int, choices: tuple[str, ...] = ()) -> LMRequest:
+        """The request for `p`; `choices` (option keys) asks the backend to constrain the
+        reply to one of them (backends that cannot, ignore it and the reply is parsed)."""
         if mode == "chat":
             return LMRequest(model=model, mode="chat", messages=self.chat_messages(p), temperature=temperature,
-                             max_tokens=max_tokens, seed=seed)
+                             max_tokens=max_tokens, seed=seed, choices=choices)
         # A direct answer may start on a new line ("\nAnswer: B"), so a bare newline is no
         # stop; the next question or option list is.
         stop = ("\nQuestion:", "\n\nQuestion", "\nOptions:")
         return LMRequest(model=model, mode="text", prompt=self.text_prompt(p), temperature=temperature,
-                         max_tokens=max_tokens, stop=stop, seed=seed)
+                         max_tokens=max_tokens, stop=stop, seed=seed, choices=choices)
+
+    def followup_request(self, first: LMRequest, reply: str, choices: tuple[str, ...],
+                         max_tokens: int) -> LMRequest:
+        """After reasoning that named no option: the same conversation, the reply so far,
+        then the answer prefix, with the answer constrained to `choices`."""
+        prefix = self.t["answer_prefix"].render({})
+        if first.mode == "chat":
+            msgs = (*first.messages, Message("assistant", reply.strip() or "..."), Message("user", prefix))
+            return replace(first, messages=msgs, temperature=0.0, seed=0, max_tokens=max_tokens, choices=choices)
+        prompt = (first.prompt or "") + reply.rstrip() + "\n" + prefix
+        return replace(first, prompt=prompt, temperature=0.0, seed=0, max_tokens=max_tokens, choices=choices)
 
     def is_direct(self, p: PromptParts, mode: Mode) -> bool:
         """Whether the reply starts with the answer key itself (text mode, no CoT)."""

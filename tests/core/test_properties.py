@@ -95,7 +95,7 @@ def _valid_dict() -> dict:
 
 def _mutations():
     return st.sampled_from([
-        ("schema_version", 2), ("schema_version", "1"), ("schema", "other"), ("name", ""), ("name", "a b/../c"),
+        ("schema_version", 3), ("schema_version", "1"), ("schema", "other"), ("name", ""), ("name", "a b/../c"),
         ("graph", {"type": "os.system"}), ("graph", []), ("seed", -1), ("seed", 1.5), ("templates", {"x": "y"}),
         ("banks", {"bank": {"items": "nope", "embedder": None}}), ("graph.members", []),
         ("graph.members.0.n", 10**9), ("graph.members.0.inner.temperature", float("inf")),

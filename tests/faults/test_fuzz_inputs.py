@@ -182,7 +182,7 @@ def mutate(draw: Callable, doc: dict[str, Any]) -> tuple[str, str | bytes, str |
         get_parent(doc, path)[path[-1]] = draw(st.sampled_from(MODULE_NAMES) | st.text(max_size=12).filter(lambda t: t not in MODULE_TYPES))
         return kind, json.dumps(doc), None
     if kind == "future_version":
-        doc["schema_version"] = draw(st.sampled_from([2, 3, 99, 10**6, 10**100]))
+        doc["schema_version"] = draw(st.sampled_from([3, 99, 10**6, 10**100]))
         return kind, json.dumps(doc), "schema_version"
     if kind == "bad_version":
         doc["schema_version"] = draw(st.sampled_from([0, -1, "1", 1.0, True, None, [1], {"v": 1}]))

@@ -93,7 +93,7 @@ def test_abstention_is_200_with_reason(client: TestClient) -> None:
 def test_programs_listing_and_details_hide_secrets(client: TestClient) -> None:
     progs = client.get("/v1/programs").json()["programs"]
     zs = next(p for p in progs if p["name"] == "zs")
-    assert zs["schema_version"] == 1 and len(zs["sha256"]) == 64
+    assert zs["schema_version"] == 2 and len(zs["sha256"]) == 64
     assert zs["signature"] == "question, options -> answer" and zs["calls_per_question"] == 1.0
     assert zs["compile"]["dev"] == {"metric": "accuracy", "score": 0.5, "n": 40, "ci95": [0.35, 0.65]}
     assert zs["compiled_for"]["model"] == "local/gemma3-270m-q4_k_m" and zs["lm"]["model"] == "scripted"

@@ -13,9 +13,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ...program.io import load
+    from ...program.schema import SCHEMA_VERSION
 
     prog = load(args.program)
-    info = {"name": prog.name, "schema_version": 1, "sha256": prog.content_hash(),
+    info = {"name": prog.name, "schema_version": SCHEMA_VERSION, "sha256": prog.content_hash(),
             "signature": prog.signature.shorthand(), "calls_per_question": prog.calls_per_question(),
             "lm": (prog.lm_settings or {}).get("model"), "dev": (prog.compile_info or {}).get("dev")}
     print(json.dumps(info, indent=1))
