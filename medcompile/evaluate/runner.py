@@ -9,6 +9,7 @@ resumes where it stopped; the LM disk cache covers the question that was in flig
 """
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import os
@@ -247,29 +248,34 @@ def load_eval(path: str | os.PathLike[str]) -> EvalResult:
 
 # ---- running --------------------------------------------------------------------------------------
 class _Attributing:
-    """Pass-through LM that adds uncached responses to the running thread's tally.
+    """Pass-through LM that adds uncached responses to the running question's tally.
 
-    A question runs start to finish on one thread (modules do not spawn threads), so
-    a thread-local tally gives exact per-question live usage even when questions run
-    concurrently on one shared model.
+    The tally lives in a context variable set when a question starts; a module that runs
+    a question's calls on several threads (modules/fanout.py) runs them in copies of that
+    context, so per-question live usage stays exact even when questions run concurrently
+    on one shared model.
     """
 
     def __init__(self, inner: LM) -> None:
         self.inner = inner
         self.model: str = inner.model
         self.mode: Mode = inner.mode
-        self._local = threading.local()
+        self._tally: contextvars.ContextVar[tuple[Usage, threading.Lock] | None] = contextvars.ContextVar(
+            "medcompile_eval_live", default=None)
 
     def start(self) -> None:
-        self._local.live = Usage()
+        self._tally.set((Usage(), threading.Lock()))
 
     def live(self) -> Usage:
-        return getattr(self._local, "live", Usage())
+        tally = self._tally.get()
+        return tally[0] if tally is not None else Usage()
 
     def complete(self, request: LMRequest) -> LMResponse:
         resp = self.inner.complete(request)
-        if not resp.cached and hasattr(self._local, "live"):
-            self._local.live.add_response(resp)
+        tally = self._tally.get()
+        if not resp.cached and tally is not None:
+            with tally[1]:
+                tally[0].add_response(resp)
         return resp
 
 

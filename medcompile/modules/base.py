@@ -44,6 +44,8 @@ class RunContext:
     builder: PromptBuilder
     seed: int = 0
     calls: list[CallRecord] = field(default_factory=list)
+    #: How many of this question's independent calls may run at once (1: in order; see modules/fanout.py).
+    parallel_calls: int = 1
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def complete(self, path: str, request: LMRequest) -> LMResponse:

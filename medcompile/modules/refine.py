@@ -7,10 +7,12 @@ paths, and the r refined answers are voted. Costs m + r calls a question.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, ClassVar, Mapping
 
 from ..question import Question
 from .base import Module, ModuleError, Prediction, Resolver, RunContext, register, resolve_tune, tune_to_config
+from .fanout import fan_out
 from .predict import Predict
 from .vote import plurality
 
@@ -43,11 +45,13 @@ class Refine(Module):
     def forward(self, q: Question, ctx: RunContext, path: str) -> Prediction:
         inner = self.inner
         t = float(self.temperature)
-        paths = [inner.ask(inner.parts(q), ctx, f"{path}/path{i}", t, q) for i in range(self.m)]
+        first = inner.parts(q)
+        paths = fan_out(ctx, [partial(inner.ask, first, ctx, f"{path}/path{i}", t, q) for i in range(self.m)])
         shown = tuple((p.rationale or "", p.answer or "none") for p in paths)
         # Refinement always reasons, whatever the inner predictor does.
         parts = inner.parts(q, extra_paths=shown, cot=True)
-        refined = [inner.ask(parts, ctx, f"{path}/refine{j}", t if self.r > 1 else 0.0, q) for j in range(self.r)]
+        refined = fan_out(ctx, [partial(inner.ask, parts, ctx, f"{path}/refine{j}", t if self.r > 1 else 0.0, q)
+                                for j in range(self.r)])
         out = plurality(refined, list(q.options))
         if out.answer is None:  # nothing refined parsed: fall back to the sampled paths
             out = plurality(paths, list(q.options))

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 from ..question import Question
 from .base import Module, ModuleError, Prediction, Resolver, RunContext, derive_seed, register, resolve_tune, tune_to_config
+from .fanout import fan_out
 from .vote import plurality
 
 MAX_SHUFFLES = 64
@@ -67,12 +68,13 @@ class Shuffle(Module):
             raise ModuleError("Shuffle.inner must be a module")
 
     def forward(self, q: Question, ctx: RunContext, path: str) -> Prediction:
-        cands = []
-        for i in range(self.n):
-            shuffled, back = permute(q, permutation_for(q, self.seed, i))
-            p = self.inner(shuffled, ctx, f"{path}/shuffle{i}")
-            cands.append(_map_back(p, back))
-        return plurality(cands, list(q.options))
+        def run(i: int) -> Callable[[], Prediction]:
+            def call() -> Prediction:
+                shuffled, back = permute(q, permutation_for(q, self.seed, i))
+                return _map_back(self.inner(shuffled, ctx, f"{path}/shuffle{i}"), back)
+            return call
+
+        return plurality(fan_out(ctx, [run(i) for i in range(self.n)]), list(q.options))
 
     def children(self) -> list[tuple[str, Module]]:
         return [("inner", self.inner)]

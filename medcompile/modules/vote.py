@@ -9,10 +9,12 @@ probabilities are reported too; the vote remains the decision rule.
 from __future__ import annotations
 
 from collections import Counter
+from functools import partial
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping, Sequence
 
 from ..question import Question
+from .fanout import fan_out
 from .base import Module, ModuleError, Prediction, Resolver, RunContext, register
 
 
@@ -62,7 +64,8 @@ class Vote(Module):
     def forward(self, q: Question, ctx: RunContext, path: str) -> Prediction:
         if len(self.members) == 1:
             return plurality([self.members[0](q, ctx, f"{path}/vote")], list(q.options))
-        return plurality([m(q, ctx, f"{path}/vote{i}") for i, m in enumerate(self.members)], list(q.options))
+        tasks = [partial(m, q, ctx, f"{path}/vote{i}") for i, m in enumerate(self.members)]
+        return plurality(fan_out(ctx, tasks), list(q.options))
 
     def children(self) -> list[tuple[str, Module]]:
         return [(f"members.{i}", m) for i, m in enumerate(self.members)]

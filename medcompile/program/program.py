@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ..lm.base import LM, LMError, Usage
 from ..modules.base import Module, Prediction, RunContext
+from ..modules.fanout import parallel_capacity
 from ..modules.retrieve import Retrieve
 from ..prompts.builder import PromptBuilder
 from ..prompts.templates import DEFAULT_TEMPLATES, check_templates
@@ -88,7 +89,7 @@ class Program:
         return self.run(q, lm).prediction
 
     def _run_one(self, q: Question, lm: LM) -> Result:
-        ctx = RunContext(lm=lm, builder=self.builder, seed=self.seed)
+        ctx = RunContext(lm=lm, builder=self.builder, seed=self.seed, parallel_calls=parallel_capacity(lm))
         t0 = time.perf_counter()
         error = None
         try:
@@ -98,7 +99,7 @@ class Program:
                 raise
             pred, error = Prediction(None, reason=f"model error: {exc}"), str(exc)
         usage = Usage()
-        for c in ctx.calls:
+        for c in sorted(ctx.calls, key=lambda c: c.path):  # parallel calls land in any order
             if c.response is not None:
                 usage.add_response(c.response)
             else:
