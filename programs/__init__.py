@@ -5,4 +5,4 @@
 """
 from __future__ import annotations
 
-READY_MADE = ("zero_shot", "few_shot", "medprompt", "ensemble_refinement")
+READY_MADE = ("zero_shot", "few_shot", "medprompt", "ensemble_refinement", "medprompt_plus")

@@ -83,15 +83,7 @@ class Route(Module):
     # ---- running -----------------------------------------------------------------------
     def plan(self) -> list[tuple[int, Threshold | None]]:
         """(member index, its threshold) for the members that may run; None = answers whatever."""
-        out: list[tuple[int, Threshold | None]] = []
-        for i, t in enumerate(self.thresholds):
-            if t == SKIP:
-                continue
-            out.append((i, t))
-            if t == 0.0:  # always stops here: nothing after it can run
-                return out
-        out.append((len(self.members) - 1, None))
-        return out
+        return _plan(self.thresholds, len(self.members))
 
     def forward(self, q: Question, ctx: RunContext, path: str) -> Prediction:
         fallback: Prediction | None = None
@@ -113,11 +105,21 @@ class Route(Module):
 
     def with_children(self, new: Mapping[str, Module]) -> "Route":
         return replace(self, members=tuple(new.get(f"members.{i}", m) for i, m in enumerate(self.members)),
-                       tune=self.tune or False, expected_calls=None)
+                       tune=self.tune or False)
 
     def configure(self, params: Mapping[str, Any]) -> "Route":
         chosen = tuple(params.get(f"threshold{i}", t) for i, t in enumerate(self.thresholds))
         return replace(self, thresholds=chosen, tune=False, expected_calls=None)
+
+    def inert_params(self, chosen: Mapping[str, Any]) -> set[str]:
+        """Members that cannot run under the chosen thresholds, and thresholds after an 'always stop'."""
+        ths = tuple(chosen.get(f"threshold{i}", t) for i, t in enumerate(self.thresholds))
+        runs = {i for i, _ in _plan(ths, len(self.members))}
+        out = {f"members.{i}" for i in range(len(self.members)) if i not in runs}
+        stop = next((i for i, t in enumerate(ths) if t != SKIP and float(t) == 0.0), None)
+        if stop is not None:
+            out |= {f"threshold{i}" for i in range(stop + 1, len(ths))}
+        return out
 
     def max_calls_per_question(self) -> float:
         """Every member that may run, runs: the cost of a question that escalates all the way."""
@@ -144,3 +146,15 @@ class Route(Module):
         return cls(members=tuple(resolve.build(m) for m in d["members"]), thresholds=tuple(d["thresholds"]),
                    expected_calls=d.get("expected_calls"), tune=d.get("tune"))
 
+
+
+def _plan(thresholds: tuple[Threshold, ...], n_members: int) -> list[tuple[int, Threshold | None]]:
+    out: list[tuple[int, Threshold | None]] = []
+    for i, t in enumerate(thresholds):
+        if t == SKIP:
+            continue
+        out.append((i, t))
+        if float(t) == 0.0:  # always stops here: nothing after it can run
+            return out
+    out.append((n_members - 1, None))
+    return out

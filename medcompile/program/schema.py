@@ -93,7 +93,27 @@ class RefineSpec(_Strict):
     tune: Tune | None = None
 
 
-ModuleSpec = Annotated[Union[PredictSpec, RetrieveSpec, ShuffleSpec, VoteSpec, RefineSpec], Field(discriminator="type")]
+class RouteSpec(_Strict):
+    """Medprompt+ portfolio: members cheapest first; stop at member i when its confidence reaches
+    thresholds[i] ("skip": never run it); expected_calls = mean calls per question measured on dev."""
+
+    type: Literal["Route"]
+    members: list["ModuleSpec"] = Field(min_length=2, max_length=8)
+    thresholds: list[Union[Annotated[float, Field(ge=0.0, le=1.0)], Literal["skip"]]] = Field(min_length=1,
+                                                                                              max_length=7)
+    expected_calls: Annotated[float, Field(ge=0.0, le=1e6)] | None
+    tune: Tune | None = None
+
+    @model_validator(mode="after")
+    def _one_threshold_per_member_but_the_last(self) -> "RouteSpec":
+        if len(self.thresholds) != len(self.members) - 1:
+            raise ValueError(f"thresholds needs one value per member but the last ({len(self.members) - 1}), "
+                             f"got {len(self.thresholds)}")
+        return self
+
+
+ModuleSpec = Annotated[Union[PredictSpec, RetrieveSpec, ShuffleSpec, VoteSpec, RefineSpec, RouteSpec],
+                       Field(discriminator="type")]
 
 
 class ExemplarSpec(_Strict):
@@ -166,6 +186,7 @@ class ProgramSpec(_Strict):
 
 ShuffleSpec.model_rebuild()
 VoteSpec.model_rebuild()
+RouteSpec.model_rebuild()
 ProgramSpec.model_rebuild()
 
 

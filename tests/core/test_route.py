@@ -159,3 +159,38 @@ def test_config_round_trip_keeps_thresholds_and_expectation():
     back = Resolver({}).build(cfg)
     assert isinstance(back, Route) and back.to_config() == r.to_config()
     assert back.thresholds == (SKIP,) and back.calls_per_question() == 3.0
+
+
+def test_members_that_cannot_run_are_inert_choices():
+    r = Route([Predict(tune=False), SelfCoT(tune=False), Vote(Shuffle(SelfCoT(tune=False), n=3, tune=False))])
+    assert r.inert_params({"threshold0": 0.9, "threshold1": 0.9}) == set()
+    assert r.inert_params({"threshold0": 0.0, "threshold1": 0.9}) == {"members.1", "members.2", "threshold1"}
+    assert r.inert_params({"threshold0": SKIP, "threshold1": 0.0}) == {"members.0", "members.2"}
+
+
+def test_compiled_route_records_its_measured_calls_per_question(tmp_path):
+    """The compiler measures a portfolio's calls per question on dev and freezes that expectation."""
+    from medcompile import load, optimize
+
+    def fn(req):  # direct answers: always 'A'; reasoning knows the answer
+        stem, opts = last_question(req)
+        i = int(stem.split()[2].rstrip(":"))
+        right = next(k for k, v in opts.items() if v == f"option {'ABCD'[i % 4].lower()} for question {i}")
+        return reply(req, right) if is_cot(req) else reply(req, "A")
+
+    qs = [mcq(i, "ABCD"[i % 4]) for i in range(24)]
+    screen = Vote(Shuffle(Predict(tune=False), n=2, tune=False))
+    expert = Vote(Shuffle(SelfCoT(tune={"cot": [True]}), n=3, tune=False))
+    declared = Program(Route([screen, expert], tune={"threshold0": [1.0]}), name="route")
+    out = tmp_path / "route.json"
+    prog = optimize(declared, qs[:12], qs[12:], lm=ScriptedLM(fn), budget=200, seed=0, quiet=True, max_trials=2,
+                    n_instructions=0, out=out)
+    measured = prog.compile_info["calls_per_question"]
+    assert 2.0 < measured < 5.0  # the screen always, the expert on some questions only
+    assert prog.root.expected_calls == measured and prog.calls_per_question() == measured
+    assert prog.root.max_calls_per_question() == 5.0
+    again = load(out)
+    assert again.calls_per_question() == measured
+    results = again.run_many(qs[12:], ScriptedLM(fn))
+    per_question = [r.usage.calls for r in results]  # exact per question: the screen, or screen + expert
+    assert set(per_question) <= {2, 5} and 2 in per_question and 5 in per_question
