@@ -5,10 +5,9 @@ compile it for a model with `optimize`, ship the JSON, `load` it anywhere.
 """
 from __future__ import annotations
 
-import os as _os
+from .offline import keep_litellm_offline
 
-# litellm otherwise fetches its model cost map over the network at import time.
-_os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+keep_litellm_offline()  # before anything can import litellm
 
 from .exemplar import Exemplar  # noqa: E402
 from .modules import Predict, Prediction, Refine, Retrieve, Route, SelfCoT, Shuffle, Vote  # noqa: E402

@@ -3,6 +3,14 @@
 A signature is plain data (it lives in the compiled JSON), so it can be written in
 three ways that all end up the same: the DSPy shorthand ``"question, options -> answer"``,
 explicit `Field`s, or an existing ``dspy.Signature`` class.
+
+What each part does: the inputs decide what a prompt shows (a question's context
+passage appears only when ``context`` is an input; the server requires it then and
+refuses it otherwise); the instruction heads every prompt and is what the compiler
+tunes. The outputs are fixed by the task: the answer is always one option key of the
+question. A ``reasoning``/``rationale`` output is accepted, so DSPy chain-of-thought
+signatures import unchanged, but it does not make a module reason: that is the
+module's own choice (`Predict.cot`, tuned by the compiler).
 """
 from __future__ import annotations
 
@@ -48,8 +56,9 @@ class Field:
 class Signature:
     """Typed inputs and outputs plus an instruction.
 
-    Inputs are drawn from ``question``, ``options`` and ``context``; outputs must
-    include ``answer`` (a `choice`: one key of the question's own options).
+    Inputs are drawn from ``question``, ``options`` and ``context`` (shown only when
+    declared); outputs must include ``answer`` (a `choice`: one key of the question's
+    own options) and may name a rationale (see the module docstring).
     """
 
     inputs: tuple[Field, ...]
@@ -121,10 +130,6 @@ class Signature:
     @property
     def input_names(self) -> list[str]:
         return [f.name for f in self.inputs]
-
-    @property
-    def wants_rationale(self) -> bool:
-        return any(f.type == "rationale" for f in self.outputs)
 
     def shorthand(self) -> str:
         return f"{', '.join(f.name for f in self.inputs)} -> {', '.join(f.name for f in self.outputs)}"

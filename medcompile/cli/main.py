@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from typing import Sequence
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+from ..offline import keep_litellm_offline
+
+keep_litellm_offline()
 
 #: Subcommand modules; each defines `register(subparsers)` and sets `func` on its parser.
 COMMANDS = ("run", "optimize", "eval", "compare", "ablate", "serve", "validate", "schema", "demo")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,22 +27,17 @@ from ..bank import Bank
 from ..exemplar import Exemplar
 from ..lm.base import LM, LMError, Usage
 from ..lm.meter import BudgetExceeded, MeteredLM
-from ..modules.base import Module
-from ..modules.predict import Predict
-from ..modules.retrieve import Retrieve
+from ..modules.base import Module, Needs
 from ..program.program import Program
 from ..progress import log, progress_bar
 from ..question import Question
 from . import study as studies
 from .instructions import propose_instructions
+from .preflight import CompileError, check_data, check_program, metric_identity
 from .rationales import generate_rationales
 from .report import CompileReport, TrialRow
 from .space import BankChoice, Param, apply, canonical, collect_space
 from .trial import Metric, Pruned, TooManyModelErrors, TrialOutcome, accuracy_metric, evaluate_candidate
-
-
-class CompileError(RuntimeError):
-    """A compile cannot go on (bad input, budget too small); work done so far is kept."""
 
 
 @dataclass
@@ -61,19 +56,30 @@ class CompileOptions:
     embedder: str | dict | None = None
     quiet: bool = False
     worker_wait_s: float = 600.0
-    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CompileResult:
+    """What one compile process produced. A leader freezes the program (with its report);
+    a worker only adds trials to the shared study, so it has neither."""
+
+    program: Program | None
+    report: CompileReport | None
+    study: str
+    worker: bool
 
 
 def optimize(program: Program | Module, trainset: Sequence[Question], devset: Sequence[Question], *,
              lm: LM | str = "local", metric: Metric | None = None, budget: int = 500, seed: int = 0,
-             out: str | Path | None = None, **options: Any) -> Program:
+             out: str | Path | None = None, **options: Any) -> Program | None:
     """Compile `program` for `lm` against `devset`, using `trainset` as the exemplar bank.
 
     Returns the frozen program; its `.report` holds the compile report. With `out`,
-    the JSON and report files are written there (atomically).
+    the JSON and report files are written there (atomically). A `worker=True` process
+    only adds trials to a shared study and returns None: the leader writes the program.
     """
     opts = CompileOptions(budget=budget, seed=seed, **options)
-    return Compiler(program, trainset, devset, lm, metric, opts, out).run()
+    return Compiler(program, trainset, devset, lm, metric, opts, out).run().program
 
 
 class Compiler:
@@ -84,7 +90,8 @@ class Compiler:
         self.dev = list(devset)
         self.opts = opts
         self.metric = metric or accuracy_metric
-        self.metric_name = getattr(metric, "__name__", "accuracy") if metric else "accuracy"
+        self.metric_id = metric_identity(metric)
+        self.metric_name = self.metric_id["name"]
         self.out = Path(out) if out else None
         self._validate()
         from ..lm.registry import lm_settings, make_lm
@@ -96,27 +103,16 @@ class Compiler:
 
     # ---- set-up --------------------------------------------------------------------------
     def _validate(self) -> None:
+        """Everything that can be known without the model, checked before any call."""
         o = self.opts
-        if not self.dev:
-            raise CompileError("the dev set is empty: the optimizer needs questions to score configurations on")
-        if any(q.answer is None for q in self.dev):
-            raise CompileError("every dev question needs an answer (gold label) to be scored")
-        if any(q.answer is None for q in self.train):
-            raise CompileError("every training question needs an answer to serve as an exemplar")
+        check_data(self.declared, self.train, self.dev)
         if not isinstance(o.budget, int) or o.budget < 1:
             raise CompileError(f"budget must be a positive number of model calls, got {o.budget!r}")
         if o.objective not in ("accuracy", "pareto"):
             raise CompileError(f"objective must be 'accuracy' or 'pareto', got {o.objective!r}")
         if o.minibatch < 1 or o.max_trials < 1:
             raise CompileError("minibatch and max_trials must be at least 1")
-        dev_ids = {q.id for q in self.dev}
-        overlap = [q.id for q in self.train if q.id in dev_ids and any(d.question == q.question for d in self.dev)]
-        if overlap:
-            raise CompileError(f"{len(overlap)} dev question(s) are also in the training set (e.g. id {overlap[0]!r}): "
-                               "scores would be inflated")
-        needs_bank = any(isinstance(m, Retrieve) for _, m in self.declared.root.walk())
-        if needs_bank and not self.train:
-            raise CompileError("the program retrieves exemplars but the training set is empty")
+        check_program(self.declared, self.train)
 
     def identity(self) -> dict[str, Any]:
         """What the compile depends on; its hash names the study, so a changed input never
@@ -128,7 +124,7 @@ class Compiler:
             "lm": self.lm.model, "mode": self.lm.mode, "seed": self.opts.seed, "budget": self.opts.budget,
             "max_trials": self.opts.max_trials, "minibatch": self.opts.minibatch,
             "n_instructions": self.opts.n_instructions, "max_rationales": self.opts.max_rationales,
-            "objective": self.opts.objective, "metric": self.metric_name, "embedder": self.opts.embedder,
+            "objective": self.opts.objective, "metric": self.metric_id["id"], "embedder": self.opts.embedder,
         }
 
     def study_name(self) -> str:
@@ -148,7 +144,7 @@ class Compiler:
         return studies.sqlite_url(path)
 
     # ---- the compile -----------------------------------------------------------------------
-    def run(self) -> Program:
+    def run(self) -> CompileResult:
         t0 = time.perf_counter()
         o = self.opts
         name = self.study_name()
@@ -178,14 +174,14 @@ class Compiler:
         self._search(study, space, banks, prep)
         if o.worker:
             log("worker finished its share of trials", quiet=o.quiet)
-            return self.declared
+            return CompileResult(program=None, report=None, study=name, worker=True)
         _wait_for_running(study, o.quiet)
         program, report = self._freeze(study, space, banks, prep, name, url, time.perf_counter() - t0)
         if self.out is not None:
             program.save(self.out)
             report.write(self.out)
             log(f"wrote {self.out} and {report.paths(self.out)[0]}", quiet=o.quiet)
-        return program
+        return CompileResult(program=program, report=report, study=name, worker=False)
 
     # ---- stage 1+2: rationales and instructions (stored in the study, done once) -----------
     def _prep(self, study: optuna.Study) -> dict[str, Any]:
@@ -195,11 +191,10 @@ class Compiler:
         if self.opts.worker:
             return _wait_for_prep(study, self.opts.worker_wait_s)
         o = self.opts
-        root = self.declared.root
         sig = self.declared.signature
-        predictors = [m for _, m in root.walk() if isinstance(m, Predict)]
-        wants_cot = any(m.cot or (m.tune is not None and True in m.tune.get("cot", ())) for m in predictors)
-        wants_instr = any(m.tune is not None for m in predictors) and o.n_instructions > 0
+        needs = Needs.of(self.declared.root)
+        wants_cot = needs.rationales
+        wants_instr = needs.instruction and o.n_instructions > 0
         before = self.lm.snapshot()
         calls = 0
         rationales: dict[str, str] = {}
@@ -230,9 +225,7 @@ class Compiler:
 
     def _banks(self, prep: dict[str, Any]) -> BankChoice:
         full = Bank([Exemplar(q) for q in self.train], _embedder_settings(self.opts.embedder))
-        knn = any(isinstance(m, Retrieve) and ("knn" in (m.tune or {}).get("strategy", ()) or m.strategy == "knn")
-                  for _, m in self.declared.root.walk())
-        if knn and self.train:
+        if Needs.of(self.declared.root).knn and self.train:
             full.embeddings()
         keep = [i for i, q in enumerate(self.train) if q.id in prep["rationales"]]
         sub = full.subset(keep)
@@ -393,7 +386,7 @@ class Compiler:
                 row.note = f"same as trial {logical.get(t.user_attrs['duplicate_of'], t.user_attrs['duplicate_of'])}"
         report = CompileReport(info=info, trials=rows, live_usage=self.lm.snapshot().to_dict(),
                                elapsed_s=elapsed, storage=_redact(url), pareto=pareto)
-        program.report = report  # type: ignore[attr-defined]
+        program.report = report
         return program, report
 
 
@@ -509,4 +502,4 @@ def _redact(url: str) -> str:
     return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
 
-__all__ = ["optimize", "CompileError", "CompileOptions", "Compiler"]
+__all__ = ["optimize", "CompileError", "CompileOptions", "CompileResult", "Compiler"]

@@ -7,13 +7,12 @@ choices, and applied back to a frozen copy of the module tree.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ..bank import Bank
 from ..modules.base import Module
-from ..modules.predict import Predict
-from ..modules.retrieve import Retrieve
+from ..program.program import name_banks
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,7 @@ def collect_space(root: Module, instructions: tuple[str, ...] = ()) -> list[Para
     params: list[Param] = []
     for path, m in root.walk():
         space = m.space()
-        if isinstance(m, Predict) and m.tune is not None and "instruction" not in space and len(instructions) > 1:
+        if m.needs().instruction and "instruction" not in space and len(instructions) > 1:
             space["instruction"] = instructions
         for name, choices in sorted(space.items()):
             if len(choices) > 1:
@@ -60,14 +59,9 @@ def apply(root: Module, params: Mapping[str, Any], banks: "BankChoice") -> Modul
                 if (k.rsplit(".", 1)[0] if "." in k else "") == path}
         kids = {name: rebuild(child, f"{path}.{name}" if path else name) for name, child in m.children()}
         out = m.with_children(kids) if kids else m
-        out = out.configure(mine)
-        if isinstance(out, Predict) and isinstance(out.demos, Retrieve):
-            # Zero-shot needs no bank: a frozen program then carries none.
-            bank = banks.for_predictor(out.cot) if out.demos.k > 0 else None
-            out = replace(out, demos=replace(out.demos, bank=bank))
-        return out
+        return out.configure(mine).bind_banks(banks)
 
-    return rebuild(root, "")
+    return name_banks(rebuild(root, ""))  # named now, so later changes (a measured cost) keep them
 
 
 @dataclass

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from medcompile.embed.base import EmbedderError, check_texts, empty_matrix, l2_normalize
+from medcompile.offline import keep_litellm_offline
 
 # Dims of well-known models, so that `dim` needs no probe call for them.
 KNOWN_DIMS = {
@@ -25,7 +26,7 @@ _RETRYABLE = {"RateLimitError", "Timeout", "APITimeoutError", "APIConnectionErro
 
 
 def _litellm() -> Any:
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    keep_litellm_offline()
     try:
         import litellm
     except ImportError as e:  # pragma: no cover - dependency is pinned

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..lm.base import LM, LMError, LMRequest, LMResponse, Mode, Usage
+from ..lm.wrapper import LMWrapper
 from ..program.program import Program, Result
 from ..progress import progress_bar
 from ..question import Question
@@ -247,7 +248,7 @@ def load_eval(path: str | os.PathLike[str]) -> EvalResult:
 
 
 # ---- running --------------------------------------------------------------------------------------
-class _Attributing:
+class _Attributing(LMWrapper):
     """Pass-through LM that adds uncached responses to the running question's tally.
 
     The tally lives in a context variable set when a question starts; a module that runs
@@ -257,9 +258,7 @@ class _Attributing:
     """
 
     def __init__(self, inner: LM) -> None:
-        self.inner = inner
-        self.model: str = inner.model
-        self.mode: Mode = inner.mode
+        super().__init__(inner)
         self._tally: contextvars.ContextVar[tuple[Usage, threading.Lock] | None] = contextvars.ContextVar(
             "medcompile_eval_live", default=None)
 

@@ -16,7 +16,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from medcompile.lm.base import LM, LMRequest, LMResponse, Mode
+from medcompile.lm.base import LM, LMRequest, LMResponse
+from medcompile.lm.wrapper import LMWrapper
 
 CACHE_FILENAME = "lm-cache.sqlite"
 _SCHEMA = """CREATE TABLE IF NOT EXISTS responses (
@@ -145,7 +146,7 @@ class DiskCache:
         return f"DiskCache({str(self.path)!r})"
 
 
-class CachedLM:
+class CachedLM(LMWrapper):
     """Serve a request from the cache, else ask `inner` and remember the answer.
 
     A failed call (an exception) is never stored. A cache hit reports the tokens and
@@ -155,9 +156,7 @@ class CachedLM:
     """
 
     def __init__(self, inner: LM, cache: DiskCache) -> None:
-        self.inner = inner
-        self.model: str = inner.model  # plain attributes: wrappers satisfy the LM protocol
-        self.mode: Mode = inner.mode
+        super().__init__(inner)
         self.cache = cache
         self._inflight: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -190,3 +189,6 @@ class CachedLM:
             with self._guard:
                 if self._inflight.get(key) is lock and not lock.locked():
                     del self._inflight[key]
+
+    def describe(self) -> dict:
+        return {"cache": True}

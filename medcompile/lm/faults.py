@@ -13,7 +13,8 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 
-from medcompile.lm.base import LM, LMError, LMRequest, LMResponse, Mode
+from medcompile.lm.base import LM, LMError, LMRequest, LMResponse
+from medcompile.lm.wrapper import LMWrapper
 
 ERROR_FAULTS = ("timeout", "rate_limit", "server_error", "connection_reset", "down")
 TEXT_FAULTS = ("empty", "unparsable", "two_answers", "non_utf8")
@@ -51,7 +52,7 @@ def fault_text(name: str) -> str:
             "non_utf8": NON_UTF8_TEXT}[name]
 
 
-class FaultyLM:
+class FaultyLM(LMWrapper):
     """Wraps an LM and injects faults; `injected` records (call_index, fault) pairs.
 
     'down' is sticky: once injected, every later call fails the same way.
@@ -59,9 +60,7 @@ class FaultyLM:
 
     def __init__(self, inner: LM, plan: Iterable[str | None] | Mapping[str, float], *,
                  seed: int = 0) -> None:
-        self.inner = inner
-        self.model: str = inner.model  # plain attributes: wrappers satisfy the LM protocol
-        self.mode: Mode = inner.mode
+        super().__init__(inner)
         self.seed = seed
         self._probs: dict[str, float] | None = None
         self._script: Iterator[str | None] | None = None

@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 from medcompile.lm.base import LMConfigError, LMRequest, LMResponse, Mode
+from medcompile.offline import keep_litellm_offline
 from medcompile.lm.errors import map_exception, retry_after, scrub  # noqa: F401 - re-exported
 from medcompile.lm.openai_http import BODY_PARAMS, OpenAIHTTP, endpoint_for
 
@@ -36,7 +37,7 @@ def _lazy_litellm() -> Any:
     global _litellm
     with _import_lock:
         if _litellm is None:
-            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            keep_litellm_offline()
             import litellm
 
             litellm.suppress_debug_info = True  # no "Give Feedback" banners on stdout

@@ -11,7 +11,8 @@ import threading
 import time
 from dataclasses import replace
 
-from medcompile.lm.base import LM, LMError, LMRequest, LMResponse, Mode, Usage
+from medcompile.lm.base import LM, LMError, LMRequest, LMResponse, Usage
+from medcompile.lm.wrapper import LMWrapper
 
 
 class UsageMeter:
@@ -55,7 +56,7 @@ def usage_diff(after: Usage, before: Usage) -> Usage:
                     for k in Usage.__dataclass_fields__})
 
 
-class MeteredLM:
+class MeteredLM(LMWrapper):
     """Count every call through it: live or cached, tokens, cost, wall-clock latency.
 
     Latency is measured here, around the whole stack below (cache lookup, waiting for a
@@ -63,9 +64,7 @@ class MeteredLM:
     """
 
     def __init__(self, inner: LM) -> None:
-        self.inner = inner
-        self.model: str = inner.model  # plain attributes: wrappers satisfy the LM protocol
-        self.mode: Mode = inner.mode
+        super().__init__(inner)
         self.meter = UsageMeter()
 
     @property
@@ -103,7 +102,7 @@ class BudgetExceeded(LMError):
         self.max_calls = max_calls
 
 
-class BudgetedLM:
+class BudgetedLM(LMWrapper):
     """Allow at most `max_calls` logical calls; refuse call max_calls+1 before making it.
 
     Every call counts, cached or not, failed or not, so a budgeted search stops at the
@@ -113,9 +112,7 @@ class BudgetedLM:
     def __init__(self, inner: LM, max_calls: int) -> None:
         if max_calls < 0:
             raise ValueError("max_calls must be >= 0")
-        self.inner = inner
-        self.model: str = inner.model  # plain attributes: wrappers satisfy the LM protocol
-        self.mode: Mode = inner.mode
+        super().__init__(inner)
         self.max_calls = max_calls
         self._calls = 0
         self._lock = threading.Lock()

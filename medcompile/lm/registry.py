@@ -22,6 +22,7 @@ from medcompile.lm.llamacpp import LlamaCppLM, has_chat_template
 from medcompile.lm.local_model import DEFAULT_LOCAL_MODEL, DEFAULT_LOCAL_MODEL_ID, default_gguf_path
 from medcompile.lm.meter import MeteredLM
 from medcompile.lm.retry import LimitedLM, RetryingLM
+from medcompile.lm.wrapper import LMWrapper
 
 LOCAL_SPECS = ("local", DEFAULT_LOCAL_MODEL)
 _RETRY_KEYS = ("max_retries", "base_delay", "max_delay")
@@ -119,14 +120,14 @@ def make_lm(spec: str, *, cache: bool = True, cache_dir: str | os.PathLike[str] 
     if max_concurrency is None:
         max_concurrency = 1 if isinstance(backend, LlamaCppLM) else DEFAULT_REMOTE_CONCURRENCY
     lm = wrap_lm(backend, cache=cache, cache_dir=cache_dir, max_concurrency=max_concurrency, **retry_kw)
-    lm.spec = spec  # type: ignore[attr-defined]
+    lm.spec = spec
     return lm
 
 
 def layers(lm: Any) -> list[Any]:
-    """The wrappers from outermost to the backend, following `.inner`."""
+    """The layers from outermost to the backend: every `LMWrapper`, then what it wraps."""
     out = [lm]
-    while hasattr(out[-1], "inner"):
+    while isinstance(out[-1], LMWrapper):
         out.append(out[-1].inner)
     return out
 
@@ -136,15 +137,13 @@ def lm_settings(lm: Any) -> dict:
     stack = layers(lm)
     backend = stack[-1]
     d: dict[str, Any] = {"model": backend.model, "mode": backend.mode}
-    spec = next((x.spec for x in stack if getattr(x, "spec", None)), None)
+    wrappers = stack[:-1]
+    spec = next((x.spec for x in wrappers if x.spec), None)
     if spec is not None:
         d["spec"] = spec
     settings = getattr(backend, "settings", None)
     d["backend"] = settings() if callable(settings) else {"backend": type(backend).__name__}
-    d["cache"] = any(isinstance(x, CachedLM) for x in stack)
-    for x in stack:
-        if isinstance(x, RetryingLM):
-            d["retry"] = x.settings()
-        elif isinstance(x, LimitedLM):
-            d["max_concurrency"] = x.max_concurrency
+    d["cache"] = False
+    for x in reversed(wrappers):  # outer layers win, as they do when a request passes through
+        d.update(x.describe())
     return d

@@ -11,7 +11,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from medcompile.lm.base import LM, LMConfigError, LMError, LMRequest, LMResponse, LMUnavailable, Mode
+from medcompile.lm.base import LM, LMConfigError, LMError, LMRequest, LMResponse, LMUnavailable
+from medcompile.lm.wrapper import LMWrapper
 
 
 def _as_lm_error(exc: BaseException) -> LMError | None:
@@ -26,7 +27,7 @@ def _as_lm_error(exc: BaseException) -> LMError | None:
     return None
 
 
-class RetryingLM:
+class RetryingLM(LMWrapper):
     """Retry retryable errors with exponential backoff: base_delay * 2**attempt, capped.
 
     Configuration errors (`LMConfigError`: unknown model, missing key, nothing listening)
@@ -40,9 +41,7 @@ class RetryingLM:
                  max_retry_after: float = 300.0) -> None:
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
-        self.inner = inner
-        self.model: str = inner.model  # plain attributes: wrappers satisfy the LM protocol
-        self.mode: Mode = inner.mode
+        super().__init__(inner)
         self.max_retries = max_retries
         self.base_delay = base_delay
         self.max_delay = max_delay
@@ -81,16 +80,17 @@ class RetryingLM:
         return {"max_retries": self.max_retries, "base_delay": self.base_delay,
                 "max_delay": self.max_delay}
 
+    def describe(self) -> dict:
+        return {"retry": self.settings()}
 
-class LimitedLM:
+
+class LimitedLM(LMWrapper):
     """At most `max_concurrency` calls in flight: stays under provider rate limits."""
 
     def __init__(self, inner: LM, max_concurrency: int) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be >= 1")
-        self.inner = inner
-        self.model: str = inner.model  # plain attributes: wrappers satisfy the LM protocol
-        self.mode: Mode = inner.mode
+        super().__init__(inner)
         self.max_concurrency = max_concurrency
         self._sem = threading.BoundedSemaphore(max_concurrency)
 
@@ -100,3 +100,6 @@ class LimitedLM:
 
     def settings(self) -> dict:
         return {"max_concurrency": self.max_concurrency}
+
+    def describe(self) -> dict:
+        return self.settings()

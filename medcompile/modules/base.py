@@ -9,13 +9,17 @@ in a program file names Python code to import.
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator, Mapping
+from dataclasses import astuple, dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping, Protocol
 
 from ..lm.base import LM, LMRequest, LMResponse
 from ..prompts.builder import PromptBuilder
 from ..question import Question
+
+if TYPE_CHECKING:
+    from ..bank import Bank
 
 
 def derive_seed(*parts: object) -> int:
@@ -101,6 +105,48 @@ class ModuleError(ValueError):
     """A module is misconfigured (for example a Retrieve with no exemplar bank)."""
 
 
+@dataclass(frozen=True)
+class Needs:
+    """What one module asks of whoever compiles or runs it (its own needs, not its children's).
+
+    The compiler and `Program` ask modules this instead of checking their types, so a new
+    module type (a router, a portfolio) takes part by answering it; `Needs.of(root)` is the
+    whole tree's.
+    """
+
+    bank: bool = False  # draws few-shot exemplars from a bank: the compile needs a training set
+    knn: bool = False  # may look up nearest neighbours: its bank needs embeddings
+    rationales: bool = False  # may reason: its exemplars need self-generated rationales
+    instruction: bool = False  # follows an instruction the compiler may choose among candidates
+    model_calls: bool = False  # calls the model itself
+
+    def __or__(self, other: "Needs") -> "Needs":
+        return Needs(*(a or b for a, b in zip(astuple(self), astuple(other))))
+
+    @classmethod
+    def of(cls, root: "Module") -> "Needs":
+        out = cls()
+        for _, m in root.walk():
+            out = out | m.needs()
+        return out
+
+
+class BankSource(Protocol):
+    """Where the compiler's exemplar banks come from: chain-of-thought exemplars need
+    rationales, direct ones do not (see `compile.space.BankChoice`)."""
+
+    def for_predictor(self, cot: bool) -> "Bank": ...
+
+
+@dataclass(frozen=True)
+class BankSlot:
+    """An exemplar bank a module holds, and its name in the program file (None: not
+    named yet; `Program` names it after the module's path)."""
+
+    name: str | None
+    bank: "Bank"
+
+
 #: Module types that may appear in a program file.
 MODULE_TYPES: dict[str, type["Module"]] = {}
 
@@ -136,6 +182,24 @@ class Module:
         yield prefix, self
         for name, child in self.children():
             yield from child.walk(f"{prefix}.{name}" if prefix else name)
+
+    # ---- what the compiler and Program ask of a module --------------------------------
+    def needs(self) -> Needs:
+        """This module's own needs (banks, rationales, an instruction slot, model calls)."""
+        return Needs()
+
+    def bind_banks(self, banks: BankSource) -> "Module":
+        """At compile time: a copy holding the exemplar banks it (and its exemplar
+        sources) draw from. Called after its children were bound and configured."""
+        return self
+
+    def bank_slot(self) -> BankSlot | None:
+        """The exemplar bank this module holds, if any, for `Program` to store."""
+        return None
+
+    def with_bank_name(self, name: str) -> "Module":
+        """A copy whose bank is stored under `name` (only for modules with a bank slot)."""
+        return self
 
     # ---- tuning ---------------------------------------------------------------------
     def space(self) -> dict[str, tuple[Any, ...]]:
@@ -190,6 +254,30 @@ class Resolver:
 
 def tune_to_config(tune: Mapping[str, tuple[Any, ...]] | None) -> dict[str, list[Any]] | None:
     return None if tune is None else {k: list(v) for k, v in sorted(tune.items())}
+
+
+def with_tune(d: dict[str, Any], tune: Mapping[str, tuple[Any, ...]] | None) -> dict[str, Any]:
+    """A module's config plus its open choices, if it still has any (frozen ones carry none)."""
+    if tune is not None:
+        d["tune"] = tune_to_config(tune)
+    return d
+
+
+def check_int(where: str, value: Any, lo: int, hi: int | None = None) -> None:
+    """Refuse anything but an integer (not a bool) within lo..hi, naming the setting."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < lo or (hi is not None and value > hi):
+        bounds = f"within {lo}..{hi}" if hi is not None else f"of at least {lo}"
+        raise ModuleError(f"{where} must be an integer {bounds}, got {value!r}")
+
+
+MAX_TEMPERATURE = 2.0
+
+
+def check_temperature(where: str, value: Any) -> None:
+    """Sampling temperatures are numbers within 0..2 (what providers accept)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not 0.0 <= float(value) <= MAX_TEMPERATURE:
+        raise ModuleError(f"{where} must be within 0..{MAX_TEMPERATURE:g}, got {value!r}")
 
 
 def tune_from_config(d: Mapping[str, Any] | None, allowed: Mapping[str, Any], where: str) -> dict[str, tuple] | None:

@@ -25,7 +25,8 @@ from ..prompts.builder import PromptParts
 from ..prompts.parse import parse_answer
 from ..question import Question
 from ..signatures import Signature
-from .base import Module, ModuleError, Prediction, Resolver, RunContext, derive_seed, register, resolve_tune, tune_to_config
+from .base import (BankSource, Module, ModuleError, Needs, Prediction, Resolver, RunContext, check_int,
+                   check_temperature, derive_seed, register, resolve_tune, with_tune)
 from .retrieve import Retrieve
 
 DIRECT_MAX_TOKENS = 8
@@ -58,10 +59,9 @@ class Predict(Module):
             raise ModuleError(f"{self.type_name}.demos must be a Retrieve module, got {type(self.demos).__name__}")
         if not isinstance(self.cot, bool):
             raise ModuleError(f"{self.type_name}.cot must be true or false")
-        if not (0.0 <= float(self.temperature) <= 2.0):
-            raise ModuleError(f"{self.type_name}.temperature must be within 0..2, got {self.temperature}")
-        if self.max_tokens is not None and not (1 <= int(self.max_tokens) <= MAX_TOKENS_LIMIT):
-            raise ModuleError(f"{self.type_name}.max_tokens must be within 1..{MAX_TOKENS_LIMIT}")
+        check_temperature(f"{self.type_name}.temperature", self.temperature)
+        if self.max_tokens is not None:
+            check_int(f"{self.type_name}.max_tokens", self.max_tokens, 1, MAX_TOKENS_LIMIT)
 
         if self.answer not in ANSWER_METHODS:
             raise ModuleError(f"{self.type_name}.answer must be one of {list(ANSWER_METHODS)}, got {self.answer!r}")
@@ -83,7 +83,8 @@ class Predict(Module):
 
     def parts(self, q: Question, extra_paths: tuple[tuple[str, str], ...] = (), cot: bool | None = None) -> PromptParts:
         demos = self.demos.demos(q) if self.demos is not None else []
-        return PromptParts(self.instruction, demos, q, self.cot if cot is None else cot, extra_paths)
+        return PromptParts(self.instruction, demos, q, self.cot if cot is None else cot, extra_paths,
+                           show_context="context" in self.signature.input_names)
 
     def ask(self, parts: PromptParts, ctx: RunContext, path: str, temperature: float, q: Question) -> Prediction:
         """One model call and its answer (plus, for reasoning that named no option and
@@ -146,6 +147,18 @@ class Predict(Module):
     def with_children(self, new: Mapping[str, Module]) -> "Predict":
         return replace(self, demos=new.get("demos", self.demos))  # type: ignore[arg-type]
 
+    def needs(self) -> Needs:
+        open_ = self.tune is not None
+        return Needs(model_calls=True, instruction=open_,
+                     rationales=self.cot or (open_ and True in (self.tune or {}).get("cot", ())))
+
+    def bind_banks(self, banks: BankSource) -> "Predict":
+        """Chain-of-thought exemplars come from the bank with rationales; zero-shot needs none."""
+        if self.demos is None:
+            return self
+        bank = banks.for_predictor(self.cot) if self.demos.k > 0 else None
+        return replace(self, demos=replace(self.demos, bank=bank))
+
     def configure(self, params: Mapping[str, Any]) -> "Predict":
         sig = self.signature
         if "instruction" in params:
@@ -163,9 +176,7 @@ class Predict(Module):
                              "temperature": float(self.temperature), "max_tokens": self.max_tokens,
                              "demos": self.demos.to_config() if self.demos is not None else None,
                              "answer": self.answer, "followup": self.followup}
-        if self.tune is not None:
-            d["tune"] = tune_to_config(self.tune)
-        return d
+        return with_tune(d, self.tune)
 
     @classmethod
     def from_config(cls, d: Mapping[str, Any], resolve: Resolver) -> "Predict":

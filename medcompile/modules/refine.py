@@ -11,7 +11,8 @@ from functools import partial
 from typing import Any, ClassVar, Mapping
 
 from ..question import Question
-from .base import Module, ModuleError, Prediction, Resolver, RunContext, register, resolve_tune, tune_to_config
+from .base import (Module, ModuleError, Prediction, Resolver, RunContext, check_int, check_temperature, register,
+                   resolve_tune, with_tune)
 from .fanout import fan_out
 from .predict import Predict
 from .vote import plurality
@@ -35,12 +36,9 @@ class Refine(Module):
         object.__setattr__(self, "tune", resolve_tune(self.tune, self.default_space, "Refine"))
         if not isinstance(self.inner, Predict):
             raise ModuleError("Refine.inner must be a Predict or SelfCoT module")
-        for name in ("m", "r"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_PATHS:
-                raise ModuleError(f"Refine.{name} must be an integer within 1..{MAX_PATHS}, got {v!r}")
-        if not 0.0 <= float(self.temperature) <= 2.0:
-            raise ModuleError(f"Refine.temperature must be within 0..2, got {self.temperature}")
+        check_int("Refine.m", self.m, 1, MAX_PATHS)
+        check_int("Refine.r", self.r, 1, MAX_PATHS)
+        check_temperature("Refine.temperature", self.temperature)
 
     def forward(self, q: Question, ctx: RunContext, path: str) -> Prediction:
         inner = self.inner
@@ -64,8 +62,7 @@ class Refine(Module):
         return replace(self, inner=new.get("inner", self.inner))
 
     def configure(self, params: Mapping[str, Any]) -> "Refine":
-        return replace(self, m=int(params.get("m", self.m)), r=int(params.get("r", self.r)),
-                       temperature=float(params.get("temperature", self.temperature)), tune=False)
+        return replace(self, m=int(params.get("m", self.m)), r=int(params.get("r", self.r)), tune=False)
 
     def calls_per_question(self) -> float:
         return float(self.m + self.r)
@@ -73,9 +70,7 @@ class Refine(Module):
     def to_config(self) -> dict[str, Any]:
         d: dict[str, Any] = {"type": self.type_name, "m": self.m, "r": self.r, "temperature": float(self.temperature),
                              "inner": self.inner.to_config()}
-        if self.tune is not None:
-            d["tune"] = tune_to_config(self.tune)
-        return d
+        return with_tune(d, self.tune)
 
     @classmethod
     def from_config(cls, d: Mapping[str, Any], resolve: Resolver) -> "Refine":

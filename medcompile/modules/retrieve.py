@@ -13,7 +13,10 @@ from typing import Any, ClassVar, Mapping
 from ..bank import Bank
 from ..exemplar import Exemplar
 from ..question import Question
-from .base import Module, ModuleError, Resolver, register, resolve_tune, tune_to_config
+from .base import (BankSlot, Module, ModuleError, Needs, Prediction, Resolver, RunContext, check_int, register,
+                   resolve_tune, with_tune)
+
+MAX_K = 64  # exemplars in one prompt (the program file's bound)
 
 
 @register
@@ -24,7 +27,8 @@ class Retrieve(Module):
     bank: Bank | None = None
     seed: int = 0
     tune: Any = True
-    bank_name: str = "bank"
+    #: Name of the bank in the program file; None until `Program` names it after this module's path.
+    bank_name: str | None = None
 
     type_name: ClassVar[str] = "Retrieve"
     default_space: ClassVar[Mapping[str, tuple[Any, ...]]] = {"k": (0, 1, 3, 5), "strategy": ("knn", "random")}
@@ -35,8 +39,22 @@ class Retrieve(Module):
             object.__setattr__(self, "bank", Bank([Exemplar(q) for q in self.bank]))
         if self.strategy not in ("knn", "random"):
             raise ModuleError(f"Retrieve.strategy must be 'knn' or 'random', got {self.strategy!r}")
-        if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 0:
-            raise ModuleError(f"Retrieve.k must be a non-negative integer, got {self.k!r}")
+        check_int("Retrieve.k", self.k, 0, MAX_K)
+
+    def forward(self, q: Question, ctx: RunContext, path: str) -> Prediction:
+        raise ModuleError("Retrieve supplies exemplars and answers nothing: use it as a predictor's demos=")
+
+    def needs(self) -> Needs:
+        ks = (self.tune or {}).get("k", (self.k,))
+        strategies = (self.tune or {}).get("strategy", (self.strategy,))
+        bank = any(k > 0 for k in ks)
+        return Needs(bank=bank, knn=bank and "knn" in strategies)
+
+    def bank_slot(self) -> BankSlot | None:
+        return BankSlot(self.bank_name, self.bank) if self.bank is not None else None
+
+    def with_bank_name(self, name: str) -> "Retrieve":
+        return replace(self, bank_name=name)
 
     def demos(self, q: Question) -> list[Exemplar]:
         if self.k == 0:
@@ -53,9 +71,6 @@ class Retrieve(Module):
         idx = rng.sample(range(len(self.bank)), min(self.k, len(self.bank)))
         return [self.bank.exemplars[i] for i in idx]
 
-    def with_bank(self, bank: Bank) -> "Retrieve":
-        return replace(self, bank=bank)
-
     def configure(self, params: Mapping[str, Any]) -> "Retrieve":
         return replace(self, k=int(params.get("k", self.k)), strategy=params.get("strategy", self.strategy), tune=None)
 
@@ -63,15 +78,12 @@ class Retrieve(Module):
         return 0.0
 
     def to_config(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"type": self.type_name, "k": self.k, "strategy": self.strategy, "seed": self.seed,
-                             "bank": self.bank_name if self.bank is not None else None}
-        if self.tune is not None:
-            d["tune"] = tune_to_config(self.tune)
-        return d
+        # A bank not named yet (outside a Program) is written under the plain name "bank".
+        return with_tune({"type": self.type_name, "k": self.k, "strategy": self.strategy, "seed": self.seed,
+                          "bank": (self.bank_name or "bank") if self.bank is not None else None}, self.tune)
 
     @classmethod
     def from_config(cls, d: Mapping[str, Any], resolve: Resolver) -> "Retrieve":
         bank = resolve.bank(d["bank"]) if d.get("bank") else None
         return cls(k=d["k"], strategy=d["strategy"], seed=d.get("seed", 0), bank=bank,
-                   bank_name=d.get("bank") or "bank",
-                   tune=d.get("tune"))
+                   bank_name=d.get("bank"), tune=d.get("tune"))

@@ -13,7 +13,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, ClassVar, Mapping
 
 from ..question import Question
-from .base import Module, ModuleError, Prediction, Resolver, RunContext, derive_seed, register, resolve_tune, tune_to_config
+from .base import (Module, ModuleError, Prediction, Resolver, RunContext, check_int, derive_seed, register, resolve_tune,
+                   with_tune)
 from .fanout import fan_out
 from .vote import plurality
 
@@ -62,8 +63,7 @@ class Shuffle(Module):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tune", resolve_tune(self.tune, self.default_space, "Shuffle"))
-        if not isinstance(self.n, int) or isinstance(self.n, bool) or not 1 <= self.n <= MAX_SHUFFLES:
-            raise ModuleError(f"Shuffle.n must be an integer within 1..{MAX_SHUFFLES}, got {self.n!r}")
+        check_int("Shuffle.n", self.n, 1, MAX_SHUFFLES)
         if not isinstance(self.inner, Module):
             raise ModuleError("Shuffle.inner must be a module")
 
@@ -90,9 +90,7 @@ class Shuffle(Module):
 
     def to_config(self) -> dict[str, Any]:
         d: dict[str, Any] = {"type": self.type_name, "n": self.n, "seed": self.seed, "inner": self.inner.to_config()}
-        if self.tune is not None:
-            d["tune"] = tune_to_config(self.tune)
-        return d
+        return with_tune(d, self.tune)
 
     @classmethod
     def from_config(cls, d: Mapping[str, Any], resolve: Resolver) -> "Shuffle":

@@ -53,6 +53,8 @@ class Vote(Module):
     type_name: ClassVar[str] = "Vote"
 
     def __init__(self, *members: Module | Sequence[Module], tune: Any = None):
+        if tune not in (None, False):
+            raise ModuleError("Vote has no choices to tune (it counts its members' answers): tune its members")
         flat: list[Module] = []
         for m in members:
             flat.extend(m if isinstance(m, (list, tuple)) else [m])

@@ -1,24 +1,28 @@
 """Program: a module graph plus everything needed to run it anywhere.
 
 A `Program` owns its root module, the prompt templates, the exemplar banks its
-Retrieve modules use, the model it was compiled for and its compile metadata. It
-runs questions, one or many, and writes itself as the frozen JSON file.
+modules hold (each stored once, under the path of the first module holding it), the
+model it was compiled for and its compile metadata. It runs questions, one or many,
+and writes itself as the frozen JSON file.
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from ..lm.base import LM, LMError, Usage
-from ..modules.base import Module, Prediction, RunContext
+from ..modules.base import Module, ModuleError, Prediction, RunContext
 from ..modules.fanout import parallel_capacity
-from ..modules.retrieve import Retrieve
 from ..prompts.builder import PromptBuilder
 from ..prompts.templates import DEFAULT_TEMPLATES, check_templates
 from ..question import Question
 from ..signatures import Signature
+
+if TYPE_CHECKING:
+    from ..compile.report import CompileReport
 
 
 @dataclass
@@ -57,7 +61,8 @@ class Program:
                  compile_info: Mapping[str, Any] | None = None, seed: int = 0):
         if not isinstance(root, Module):
             raise TypeError(f"a Program needs a root Module, got {type(root).__name__}")
-        self.root = root
+        self.root = name_banks(root)
+        self.banks()  # two different banks under one name: refused now, not when saving
         self.name = name
         self.signature = Signature.coerce(signature) if signature is not None else _first_signature(root)
         self.templates = dict(templates or DEFAULT_TEMPLATES)
@@ -65,6 +70,9 @@ class Program:
         self.lm_settings = dict(lm) if lm else None
         self.compile_info = dict(compile_info) if compile_info else None
         self.seed = seed
+        #: The compile's full report (every trial) when this program was just compiled; not
+        #: part of the file (its summary is `compile_info`; the report is written beside it).
+        self.report: CompileReport | None = None
         self._lms: dict[tuple[str, str | None], LM] = {}
 
     # ---- running ---------------------------------------------------------------------
@@ -141,20 +149,26 @@ class Program:
     def prepare(self, questions: Iterable[Question] = ()) -> None:
         """Build retrieval indexes up front (not inside the first timed question)."""
         for _, m in self.root.walk():
-            if isinstance(m, Retrieve) and m.bank is not None and m.strategy == "knn" and m.k > 0:
-                m.bank.embeddings()
+            slot = m.bank_slot()
+            if slot is not None and m.needs().knn:
+                slot.bank.embeddings()
 
     # ---- inspection --------------------------------------------------------------------
     def calls_per_question(self) -> float:
         return self.root.calls_per_question()
 
     def banks(self) -> dict[str, Any]:
+        """Name -> exemplar bank, for every bank a module holds (a shared bank once)."""
         out: dict[str, Any] = {}
-        for _, m in self.root.walk():
-            if isinstance(m, Retrieve) and m.bank is not None:
-                if m.bank_name in out and out[m.bank_name] is not m.bank:
-                    raise ValueError(f"two different exemplar banks are both named {m.bank_name!r}")
-                out[m.bank_name] = m.bank
+        for path, m in self.root.walk():
+            slot = m.bank_slot()
+            if slot is None:
+                continue
+            name = slot.name or bank_name_for(path)
+            if name in out and out[name] is not slot.bank:
+                raise ModuleError(f"two different exemplar banks are both named {name!r} (the second at "
+                                  f"{path or 'the root'}); give each its own name")
+            out[name] = slot.bank
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -179,6 +193,38 @@ class Program:
 
     def __repr__(self) -> str:
         return f"Program({self.name!r}, root={self.root.type_name}, calls/question={self.calls_per_question():g})"
+
+
+MAX_BANK_NAME = 64  # the program file's bound on a bank's name
+
+
+def bank_name_for(path: str) -> str:
+    """A bank's name in the file: the path of the module holding it ("bank" at the root),
+    shortened with a hash when the path is very deep."""
+    name = path or "bank"
+    if len(name) > MAX_BANK_NAME:
+        name = name[:MAX_BANK_NAME - 17] + "~" + hashlib.sha256(name.encode()).hexdigest()[:16]
+    return name
+
+
+def name_banks(root: Module) -> Module:
+    """`root` with every unnamed bank named after the path of the first module holding it
+    (modules holding the same bank share its name). Stable: it depends on the tree's shape
+    only, and a tree whose banks all have names is returned as it is."""
+    names: dict[int, str] = {}
+
+    def visit(m: Module, path: str) -> Module:
+        kids = {name: visit(c, f"{path}.{name}" if path else name) for name, c in m.children()}
+        changed = {k: v for k, v in kids.items() if v is not dict(m.children())[k]}
+        out = m.with_children(changed) if changed else m
+        slot = out.bank_slot()
+        if slot is not None and slot.name is None:
+            out = out.with_bank_name(names.setdefault(id(slot.bank), bank_name_for(path)))
+        return out
+
+    if all(slot.name is not None for _, m in root.walk() if (slot := m.bank_slot()) is not None):
+        return root
+    return visit(root, "")
 
 
 def _first_signature(root: Module) -> Signature:

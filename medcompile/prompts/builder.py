@@ -25,6 +25,7 @@ class PromptParts:
     question: Question
     cot: bool
     refine_paths: Sequence[tuple[str, str]] = ()  # (rationale, answer) per earlier attempt
+    show_context: bool = True  # the signature declares a context input: show questions' passages
 
 
 class PromptBuilder:
@@ -33,9 +34,9 @@ class PromptBuilder:
     def __init__(self, templates: Mapping[str, Template]):
         self.t = templates
 
-    def question_block(self, q: Question) -> str:
+    def question_block(self, q: Question, show_context: bool = True) -> str:
         opts = "\n".join(self.t["option_line"].render({"key": k, "text": v}) for k, v in q.options.items())
-        ctx = self.t["context_line"].render({"context": q.context}) if q.context else ""
+        ctx = self.t["context_line"].render({"context": q.context}) if q.context and show_context else ""
         return self.t["question_block"].render({"context": ctx, "question": q.question, "options": opts})
 
     def solution(self, ex: Exemplar, cot: bool) -> str:
@@ -55,8 +56,8 @@ class PromptBuilder:
     def text_prompt(self, p: PromptParts) -> str:
         parts = [p.instruction.strip()] if p.instruction.strip() else []
         for ex in p.demos:
-            parts.append(self.question_block(ex.question) + "\n" + self.solution(ex, p.cot))
-        last = self.question_block(p.question)
+            parts.append(self.question_block(ex.question, p.show_context) + "\n" + self.solution(ex, p.cot))
+        last = self.question_block(p.question, p.show_context)
         if p.refine_paths:
             last += "\n" + self.refine_block(p.refine_paths)
         prefix = self.t["reasoning_prefix" if p.cot else "answer_prefix"].render({})
@@ -67,9 +68,9 @@ class PromptBuilder:
         hint = self.t["chat_format_hint"].render({"keys": ", ".join(p.question.options)})
         msgs = [Message("system", (p.instruction.strip() + "\n" + hint).strip())]
         for ex in p.demos:
-            msgs.append(Message("user", self.question_block(ex.question)))
+            msgs.append(Message("user", self.question_block(ex.question, p.show_context)))
             msgs.append(Message("assistant", self.solution(ex, p.cot)))
-        last = self.question_block(p.question)
+        last = self.question_block(p.question, p.show_context)
         if p.refine_paths:
             last += "\n" + self.refine_block(p.refine_paths)
         if p.cot:

@@ -16,11 +16,11 @@ the instruction contains, plus `instruction_noise` * N(0, 1) hashed from the ins
 
 Parameter ranges used by `random_profiles(n, seed)` (uniform within each range; also in docs/simulator.md):
 
-    base_skill            0.0 .. 2.5       difficulty_sd        0.5 .. 1.5      distractor_sd      0.2 .. 0.8
-    position_bias         0.0 .. 2.5       prompt_noise         0.2 .. 2.0      sampling_noise     0.2 .. 2.0
-    temperature_effect   -0.6 .. 0.0       cot_effect          -0.8 .. 1.0      rationale_demo_effect -0.2 .. 0.5
-    demo_effect          -0.3 .. 0.6       relevance_effect     0.0 .. 1.2      demo_scale         1.0 .. 4.0
-    instruction_sd        0.0 .. 0.8       instruction_noise    0.0 .. 0.3      refine_effect      0.0 .. 1.5
+    base_skill            0.0 .. 2.0       difficulty_sd        1.0 .. 2.5      distractor_sd      0.5 .. 1.2
+    position_bias         0.0 .. 1.5       prompt_noise         0.2 .. 1.5      sampling_noise     0.3 .. 1.5
+    temperature_effect   -0.4 .. 0.0       cot_effect          -0.6 .. 0.6      rationale_demo_effect -0.1 .. 0.3
+    demo_effect          -0.2 .. 0.3       relevance_effect     0.0 .. 0.8      demo_scale         1.0 .. 4.0
+    instruction_sd        0.0 .. 0.5       instruction_noise    0.0 .. 0.15     refine_effect      0.0 .. 1.0
     proposal_quality      0.0 .. 1.0       preferred_position   drawn per world seed (null)
 """
 from __future__ import annotations
@@ -37,21 +37,21 @@ PROFILE_SCHEMA = "medcompile.sim.profile"
 #: (low, high) for each numeric parameter: what `random_profiles` draws from, and what a
 #: profile file may hold (values outside are refused, so a typo cannot make a model absurd).
 RANGES: dict[str, tuple[float, float]] = {
-    "base_skill": (0.0, 2.5),
-    "difficulty_sd": (0.5, 1.5),
-    "distractor_sd": (0.2, 0.8),
-    "position_bias": (0.0, 2.5),
-    "prompt_noise": (0.2, 2.0),
-    "sampling_noise": (0.2, 2.0),
-    "temperature_effect": (-0.6, 0.0),
-    "cot_effect": (-0.8, 1.0),
-    "rationale_demo_effect": (-0.2, 0.5),
-    "demo_effect": (-0.3, 0.6),
-    "relevance_effect": (0.0, 1.2),
+    "base_skill": (0.0, 2.0),
+    "difficulty_sd": (1.0, 2.5),
+    "distractor_sd": (0.5, 1.2),
+    "position_bias": (0.0, 1.5),
+    "prompt_noise": (0.2, 1.5),
+    "sampling_noise": (0.3, 1.5),
+    "temperature_effect": (-0.4, 0.0),
+    "cot_effect": (-0.6, 0.6),
+    "rationale_demo_effect": (-0.1, 0.3),
+    "demo_effect": (-0.2, 0.3),
+    "relevance_effect": (0.0, 0.8),
     "demo_scale": (1.0, 4.0),
-    "instruction_sd": (0.0, 0.8),
-    "instruction_noise": (0.0, 0.3),
-    "refine_effect": (0.0, 1.5),
+    "instruction_sd": (0.0, 0.5),
+    "instruction_noise": (0.0, 0.15),
+    "refine_effect": (0.0, 1.0),
     "proposal_quality": (0.0, 1.0),
 }
 #: Limits a hand-written profile must respect (wider than the random ranges).

@@ -85,13 +85,20 @@ def test_model_hurt_by_cot_gets_cot_off_and_the_other_keeps_it(tmp_path):
 
 
 def test_rationales_kept_only_when_correct(tmp_path):
-    prog = compile_for(cot_sensitive_lm(direct=0.3, cot=0.8, name="helped"), tmp_path, "r", max_trials=4)
+    # Reasoning and exemplars frozen on: the compiled program always holds the CoT bank.
+    cot_only = mc.Program(mc.Vote(mc.Shuffle(mc.SelfCoT(demos=mc.Retrieve(k=3, strategy="random", tune=False),
+                                                        tune=False), n=1, tune=False)), name="cotbank")
+    prog = optimize(cot_only, ALL[:40], ALL[40:80], lm=wrap_lm(cot_sensitive_lm(0.3, 0.8, "helped"), cache=False),
+                    budget=4000, seed=0, max_trials=2, minibatch=10, quiet=True, n_instructions=0,
+                    out=tmp_path / "r.json")
     st = prog.compile_info["rationales"]
-    assert 0 < st["kept"] < st["attempted"]
-    bank = prog.banks().get("bank")
-    if bank is not None and prog.root.members[0].inner.cot:
-        for ex in bank.exemplars:
-            assert ex.rationale  # CoT bank holds only questions whose rationale was right
+    assert st["attempted"] == 40 and 0 < st["kept"] < st["attempted"]
+    (bank,) = prog.banks().values()
+    # The scripted model reasons its way to the right answer exactly where unit(...) < 0.8 (seed 0):
+    right = {q.id for q in ALL[:40]
+             if unit(q.question, tuple(q.options.values()), 0, "x") < 0.8}
+    assert {ex.question.id for ex in bank.exemplars} == right and len(right) == st["kept"]
+    assert all(ex.rationale == "Reasoned." for ex in bank.exemplars)
 
 
 @pytest.mark.parametrize("budget", [150, 400])

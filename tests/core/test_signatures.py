@@ -5,7 +5,8 @@ from medcompile.signatures import MCQ, Signature, SignatureError
 
 def test_shorthand_and_types():
     s = Signature.parse("context, question, options -> rationale, answer")
-    assert s.input_names == ["context", "question", "options"] and s.wants_rationale
+    assert s.input_names == ["context", "question", "options"]
+    assert [f.type for f in s.outputs] == ["rationale", "choice"]
     assert Signature.parse("question: str, options: dict[str, str] -> answer: Literal").shorthand() == \
         "question, options -> answer"
 

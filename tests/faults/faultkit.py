@@ -35,6 +35,7 @@ from medcompile import Predict, Program, Retrieve, SelfCoT, Shuffle, Vote
 from medcompile.lm.base import LMRequest, LMResponse
 from medcompile.lm.registry import wrap_lm
 from medcompile.lm.scripted import ScriptedLM, request_text
+from medcompile.lm.wrapper import LMWrapper
 from medcompile.question import Question
 
 KEYS = "ABCD"
@@ -161,12 +162,12 @@ def oracle(latency: float = 0.0, model: str = "scripted") -> ScriptedLM:
     return ScriptedLM(lambda r: oracle_reply(r, gold), model=model, latency=latency)
 
 
-class KeyLog:
+class KeyLog(LMWrapper):
     """Pass-through LM appending each completed request's cache key to a file."""
 
     def __init__(self, inner: Any, path: Path | str) -> None:
-        self.inner, self.path = inner, Path(path)
-        self.model, self.mode = inner.model, inner.mode
+        super().__init__(inner)
+        self.path = Path(path)
         self._lock = threading.Lock()
 
     def complete(self, request: LMRequest) -> LMResponse:
@@ -182,13 +183,13 @@ class KeyLog:
         return self.inner.settings()
 
 
-class Gate:
+class Gate(LMWrapper):
     """Pass-through LM that blocks for ever at live call number `at + 1`, after writing
     `marker`: exactly `at` calls have completed when the parent kills the process."""
 
     def __init__(self, inner: Any, at: int, marker: Path | str) -> None:
-        self.inner, self.at, self.marker = inner, at, Path(marker)
-        self.model, self.mode = inner.model, inner.mode
+        super().__init__(inner)
+        self.at, self.marker = at, Path(marker)
         self.calls = 0
         self._lock = threading.Lock()
 

@@ -43,6 +43,10 @@ def main(args: argparse.Namespace) -> int:
     train = load_questions(args.train, args.train_split, args.train_limit, args, seed=args.seed)
     dev = load_questions(args.dev, args.dev_split, args.dev_limit, args, seed=args.seed)
     lm = make_lm(args.lm, mode=args.lm_mode, api_base=args.api_base)
+    if any(q.context for q in (*train, *dev)):  # passages are shown only to signatures that declare them
+        from ...signatures import MCQ_WITH_CONTEXT
+
+        program = resolve_program(args.program, signature=MCQ_WITH_CONTEXT)
     compiled = optimize(program, train, dev, lm=lm, budget=args.budget, seed=args.seed, out=args.out,
                         storage=args.storage, study_name=args.study_name, worker=args.worker,
                         max_trials=args.trials, minibatch=args.minibatch, n_instructions=args.instructions,
