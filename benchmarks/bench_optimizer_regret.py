@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine, save_json  # noqa: E402
+from _common import RESULTS, save_json  # noqa: E402
 
 from regret import report  # noqa: E402
 from regret.world import COMPARISONS, Cell, load_splits, profile_name, resolve_profiles  # noqa: E402
@@ -134,7 +134,7 @@ def _jsonable(x: Any) -> Any:
 def work_cell(job: tuple[Any, int, argparse.Namespace, set]) -> list[dict[str, Any]]:
     profile, seed, args, done = job
     splits = load_splits(args.test_n, args.bank_n)
-    cell = Cell(profile, seed, splits)
+    cell = Cell(profile, seed, splits, oracle_cache=args.oracle_cache)
     made: list[dict[str, Any]] = []
     for budget in args.budgets:
         for run_id, targets, how in plan(budget, args):
@@ -189,7 +189,8 @@ def read_rows(json_path: Path, partial: Path) -> dict[tuple, dict[str, Any]]:
 # ---- main --------------------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="one profile, two seeds, budget 400 (< 2 min)")
+    ap.add_argument("--quick", action="store_true", help="one profile, two seeds, budget 400, 64 test questions, "
+                    "1 replicate (< 2 min on an idle machine)")
     ap.add_argument("--profiles", default="", help="comma list of builtin profile names (default: all builtin)")
     ap.add_argument("--profile-file", action="append", default=[], help="a profile JSON (repeatable)")
     ap.add_argument("--random-profiles", type=int, default=0, help="also draw N random profiles")
@@ -205,7 +206,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--mc-dev", default="budget", help="dev questions for medcompile/random: 'budget' (budget/10, "
                     ">= 16, the rule every searcher gets), 'all' (254) or a number")
     ap.add_argument("--replicates", type=int, default=4, help="test replicates per program (model noise)")
-    ap.add_argument("--test-n", type=int, default=None, help="subsample the test split (tests only)")
+    ap.add_argument("--test-n", type=int, default=None, help="score on a fixed seeded sample of the test split "
+                    "(the oracle uses the same sample)")
     ap.add_argument("--bank-n", type=int, default=None, help="subsample the bank split (tests only)")
     ap.add_argument("--jobs", type=int, default=1, help="worker processes (cells run in parallel)")
     ap.add_argument("--out", default="", help="result name stem (default optimizer_regret[_quick])")
@@ -217,7 +219,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         a.profiles = a.profiles or "strong_chat"
         a.seeds = 2 if a.seeds == 10 else a.seeds
         a.budgets = "400" if a.budgets == "150,400,1000" else a.budgets
-        a.replicates = min(a.replicates, 2)
+        a.replicates = 1
+        a.test_n = a.test_n or 64
     a.budgets = [int(x) for x in a.budgets.split(",") if x]
     a.comparisons = [c for c in a.comparisons.split(",") if c]
     a.mc = [m for m in a.mc.split(",") if m]
@@ -231,6 +234,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     rd = Path(a.results_dir)
     rd.mkdir(parents=True, exist_ok=True)
     a.json_path, a.partial = rd / f"{a.stem}.json", rd / f"{a.stem}.partial.jsonl"
+    a.oracle_cache = rd / f"{a.stem}.oracles.jsonl"
     return a
 
 
@@ -238,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     t0 = time.monotonic()
     if args.fresh:
-        for p in (args.partial, args.json_path):
+        for p in (args.partial, args.json_path, args.oracle_cache):
             p.unlink(missing_ok=True)
     profiles = resolve_profiles([p for p in args.profiles.split(",") if p], args.profile_file, args.random_profiles,
                                 args.profile_seed)
@@ -256,6 +260,11 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{len(profiles)} profile(s) x {len(seeds)} seed(s) x budgets {args.budgets} "
             f"({len(jobs)} cells, {args.jobs} process(es)); results -> {args.json_path}")
         if args.jobs > 1:
+            import medcompile.compile.optimizer  # noqa: F401 - loaded once, before forking: one code version
+            from regret import dspy_runs, mc_runs  # noqa: F401
+
+            if args.dspy:
+                dspy_runs._dspy()
             ctx = mp.get_context("fork")
             with ctx.Pool(args.jobs, maxtasksperchild=4) as pool:
                 for _ in pool.imap_unordered(work_cell, jobs):
@@ -267,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                   key=lambda r: (r["profile"], r["comparison"], r["budget"], r["optimizer"], r["seed"]))
     meta = {"command": "python benchmarks/bench_optimizer_regret.py " + " ".join(sys.argv[1:] if argv is None else argv),
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "profiles": [profile_name(p) for p in profiles], "machine": machine(),
+            "profiles": [profile_name(p) for p in profiles], "machine": machine(), "code": code_state(),
             "elapsed_s_this_invocation": round(time.monotonic() - t0, 1),
             "row_fields": list(KEY) + ["test_accuracy", "oracle_accuracy", "regret", "calls_per_question",
                                        "compile_calls"]}
@@ -277,6 +286,36 @@ def main(argv: list[str] | None = None) -> int:
     log(f"{len(rows)} rows -> {args.json_path}, {args.json_path.with_suffix('.md').name}, "
         f"{args.json_path.with_suffix('.png').name} ({time.monotonic() - t0:.0f}s)")
     return 0
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on (versions from package metadata: no heavy imports)."""
+    import platform
+    from importlib import metadata
+
+    info: dict[str, Any] = {"python": platform.python_version(), "cpu_count": os.cpu_count(),
+                            "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                            "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()]}
+    for pkg in ("medcompile", "dspy", "optuna", "numpy"):
+        try:
+            info[f"{pkg}_version"] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return info
+
+
+def code_state() -> dict[str, Any]:
+    """The commit the rows were computed at, and which optimizer/simulator files differed from it."""
+    import subprocess
+
+    def git(*a: str) -> str:
+        try:
+            return subprocess.run(["git", *a], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                                  text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    dirty = [ln[3:] for ln in git("status", "--porcelain", "--", "medcompile/compile", "medcompile/sim").splitlines()]
+    return {"head": git("rev-parse", "--short", "HEAD"), "uncommitted_in_compile_or_sim": dirty}
 
 
 def _for_seed(args: argparse.Namespace, seed: int) -> argparse.Namespace:

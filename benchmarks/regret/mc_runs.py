@@ -21,6 +21,8 @@ from medcompile.question import Question
 from .programs import declared, fixed_params, medprompt_recipe
 from .world import Cell, dev_for_budget
 
+_FAST_TMP = "/dev/shm" if Path("/dev/shm").is_dir() else None
+
 #: `optimize` defaults the random search mirrors (trial cap, rationale share, instructions).
 DEFAULT_TRIALS = 24
 RATIONALE_SHARE = 0.3
@@ -60,7 +62,8 @@ def run_optimize(cell: Cell, comparison: str, budget: int, seed: int, *, dev_pol
     dev = pick_dev(cell, budget, seed, dev_policy)
     t0 = time.perf_counter()
     out = Outcome()
-    with tempfile.TemporaryDirectory(prefix="regret_mc_") as tmp:
+    # tmpfs when there is one: the study's SQLite commits then cost no disk syncs
+    with tempfile.TemporaryDirectory(prefix="regret_mc_", dir=_FAST_TMP) as tmp:
         try:
             prog = optimize(declared(comparison), cell.splits.bank, dev, lm=lm, budget=budget, seed=seed,
                             out=Path(tmp) / "program.json", quiet=True, **(options or {}))

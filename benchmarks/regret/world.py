@@ -8,6 +8,9 @@ optimizer, so regret differences between optimizers are paired on the same oracl
 from __future__ import annotations
 
 import functools
+import json
+from pathlib import Path
+from types import SimpleNamespace
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -87,6 +90,7 @@ class Cell:
     seed: int
     splits: Splits
     world: Any = None
+    oracle_cache: Path | None = None
     _oracles: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -100,22 +104,57 @@ class Cell:
         return profile_name(self.profile)
 
     def oracle(self, comparison: str) -> Any:
-        """Exhaustive best of the comparison's medcompile search space on the test split."""
+        """Exhaustive best of the comparison's medcompile search space on the test split
+        (kept in `oracle_cache`, a JSONL file, across invocations of a resumed run)."""
         if comparison not in self._oracles:
-            from .programs import declared
+            key = f"{self.name}|{self.seed}|{comparison}|{len(self.splits.bank)}|{len(self.splits.test)}"
+            cached = _read_oracles(self.oracle_cache).get(key) if self.oracle_cache else None
+            if cached is None:
+                from .programs import declared
 
-            self._oracles[comparison] = self.world.oracle(declared(comparison), self.splits.bank, self.splits.test,
-                                                          **oracle_kwargs(self.world))
+                prog = declared(comparison)
+                o = self.world.oracle(prog, self.splits.bank, self.splits.test,
+                                      **oracle_kwargs(self.world, prog.signature.instruction))
+                cached = {"key": key, "expected_accuracy": float(o.expected_accuracy),
+                          "calls_per_question": float(o.calls_per_question),
+                          "best": {k: (v if not isinstance(v, str) or len(v) <= 64 else f"<{len(v)} chars>")
+                                   for k, v in o.best.items()}}
+                if self.oracle_cache:
+                    with open(self.oracle_cache, "a", encoding="utf-8") as f:
+                        f.write(json.dumps(cached) + "\n")
+            self._oracles[comparison] = SimpleNamespace(**cached)
         return self._oracles[comparison]
 
     def expected_accuracy(self, run: Callable[[int], list[str | None]], replicates: int) -> float:
         return float(self.world.expected_accuracy(run, self.splits.test, replicates=replicates))
 
 
-def oracle_kwargs(world: Any) -> dict[str, Any]:
-    """The instruction candidates the oracle may pick from: the simulator's own pool when
-    it exposes one (A's `instruction_pool()`), else the oracle's default."""
-    pool = getattr(world, "instruction_pool", None)
-    if callable(pool):
-        return {"instructions": list(pool())}
-    return {}
+def _read_oracles(path: Path | None) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    if path is not None and path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                d = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            out[d["key"]] = d
+    return out
+
+
+def oracle_kwargs(world: Any, user_instruction: str) -> dict[str, Any]:
+    """The instruction dimension of the oracle's space: the user's instruction (the
+    signature's, which every optimizer starts from) and the best instruction a proposal
+    could be. The simulator proposes "base sentence + 1-3 pool phrases" and an
+    instruction's effect is the sum of its phrases' latent effects, so the best reachable
+    proposal is the base sentence + the (up to) three phrases with the largest positive
+    effects in this world (at least the single best one)."""
+    from medcompile.sim.phrases import PHRASES
+    from medcompile.sim.proposals import BASE
+
+    effects = list(getattr(world, "effects", ()))
+    if not effects:
+        return {}
+    ranked = sorted(range(len(effects)), key=lambda i: -effects[i])
+    top = [i for i in ranked[:3] if effects[i] > 0] or ranked[:1]
+    best = " ".join([BASE, *(PHRASES[i] for i in sorted(top))])
+    return {"instructions": [user_instruction, best] if best != user_instruction else [user_instruction]}
