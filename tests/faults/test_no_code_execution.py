@@ -103,8 +103,8 @@ def tripwires() -> Iterator[list[tuple[str, str]]]:
 def base_doc() -> dict[str, Any]:
     bank = Bank([Exemplar(q, "Because the findings fit.") for q in train_set()[:3]], {"kind": "wordllama"},
                 np.arange(12, dtype=np.float32).reshape(3, 4))
-    root = Vote(Shuffle(SelfCoT(demos=Retrieve(k=2, strategy="random", bank=bank, tune=False), tune=False),
-                        n=2, tune=False),
+    demos = Retrieve(k=2, strategy="random", bank=bank, bank_name="bank", tune=False)
+    root = Vote(Shuffle(SelfCoT(demos=demos, tune=False), n=2, tune=False),
                 Refine(Predict(tune=False), m=2, r=1, tune=False))
     return Program(root, name="victim", lm={"model": "echo", "mode": "text"},
                    compile_info={"dev": {"score": 0.5}}).to_dict()

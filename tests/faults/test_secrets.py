@@ -280,7 +280,8 @@ def test_program_file_naming_an_embedder_host_is_refused() -> None:
 
     bank = Bank([Exemplar(q) for q in train_set()[:2]], {"kind": "litellm", "model": "openai/x", "dim": 4},
                 np.ones((2, 4), dtype=np.float32) / 2)
-    d = _json.loads(Program(Predict(demos=Retrieve(k=1, bank=bank, tune=False), tune=False), name="p").to_json())
+    demos = Retrieve(k=1, bank=bank, bank_name="bank", tune=False)
+    d = _json.loads(Program(Predict(demos=demos, tune=False), name="p").to_json())
     d["banks"]["bank"]["embedder"]["api_base"] = "http://evil.example"
     with pytest.raises(ProgramFileError, match="connection settings"):
         loads(_json.dumps(d))
