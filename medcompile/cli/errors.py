@@ -1,4 +1,10 @@
-"""Turning expected failures into one clear line instead of a traceback."""
+"""Turning expected failures into one clear line instead of a traceback.
+
+When a run stops because the model can never answer as configured (`LMConfigError`:
+unknown model, missing key, nothing listening at --api-base), that cause comes first,
+whatever layer wrapped it (a compile or an evaluation that stopped); what was kept
+and how to resume follows on the next line.
+"""
 from __future__ import annotations
 
 import sys
@@ -18,10 +24,36 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     from ..program.io import ProgramFileError
     from ..question import QuestionError
     from ..signatures import SignatureError
+    from .model_args import ModelSpecError
     from .resolve import ProgramSourceError
 
     return (ProgramFileError, DatasetError, CompileError, LMError, ModuleError, QuestionError, SignatureError,
-            ProgramSourceError, EvalError, FileNotFoundError, PermissionError, IsADirectoryError)
+            ProgramSourceError, EvalError, ModelSpecError, FileNotFoundError, PermissionError, IsADirectoryError)
+
+
+def config_cause(exc: BaseException) -> BaseException | None:
+    """The LMConfigError `exc` is, or was raised from, if any."""
+    from ..lm.base import LMConfigError
+
+    seen: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in seen:
+        if isinstance(cur, LMConfigError):
+            return cur
+        seen.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def describe(exc: BaseException) -> list[str]:
+    """The lines to print for an expected error: the cause first, then what was kept."""
+    cause = config_cause(exc)
+    if cause is None or cause is exc:
+        return [f"error: {exc}"]
+    outer, inner = str(exc), str(cause)
+    at = outer.find(inner)
+    tail = outer[at + len(inner):].lstrip(" .;") if at >= 0 else ""
+    return [f"error: {inner}"] + ([f"  ({tail.rstrip()})"] if tail else [])
 
 
 def run_guarded(fn: Callable[[], int]) -> int:
@@ -31,7 +63,8 @@ def run_guarded(fn: Callable[[], int]) -> int:
         _err.print("[yellow]interrupted[/]: finished work is kept (cache and study); rerun to resume")
         return 130
     except expected_errors() as exc:
-        _err.print(f"error: {exc}", highlight=False, markup=False, style="bold red")
+        for line in describe(exc):
+            _err.print(line, highlight=False, markup=False, style="bold red" if line.startswith("error") else None)
         return 2
 
 

@@ -103,7 +103,7 @@ def finish_report(report: LoadReport, on_error: str) -> None:
     give the full count, not just the first problem)."""
     if report.problems and on_error == "raise":
         raise DatasetError(
-            report.summary() + "\n(pass on_error='skip' / --on-error skip to load the valid rows"
+            report.summary() + "\n(pass --skip-bad-rows (Python: on_error='skip') to load the valid rows"
             " and list the rejected ones)", report)
     if report.rows_loaded == 0:
         raise DatasetError(f"{report.path}: no valid rows"

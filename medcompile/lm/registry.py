@@ -1,9 +1,9 @@
 """Turn a model spec string into a ready LM stack, and describe a stack as JSON.
 
 Specs: 'local' / 'local/gemma3-270m' (the embedded model), 'gguf:/path/model.gguf'
-(any GGUF file), anything else is a litellm model name ('openai/gpt-4o-mini',
-'ollama/llama3', 'text-completion-openai/...'); 'sim' / 'sim:<profile>' is the offline
-simulated model (medcompile.sim). Every stack is
+(any GGUF file), 'echo' (offline, replies with its prompt), 'sim' / 'sim:<profile>' (the
+offline simulated model, medcompile.sim); anything else is a litellm model name
+('openai/gpt-4o-mini', 'ollama/llama3', 'text-completion-openai/...'). Every stack is
 MeteredLM(CachedLM(LimitedLM(RetryingLM(backend)))), the cache being optional.
 """
 from __future__ import annotations
@@ -88,6 +88,12 @@ def make_backend(spec: str, *, mode: Mode | None = None, api_base: str | None = 
         mode = mode or ("chat" if has_chat_template(path) else "text")
         kw.setdefault("model_name", gguf_model_id(path))
         return _shared_llama(path, mode, **kw)
+    if spec == "echo":  # offline: replies with the exact prompt it got (see what a program sends)
+        if api_base:
+            raise ValueError("api_base makes no sense for the offline 'echo' model")
+        from medcompile.lm.scripted import EchoLM
+
+        return EchoLM(mode=mode or "text")
     if spec.startswith("local/"):
         raise ValueError(f"unknown local model {spec!r}; use 'local' ({DEFAULT_LOCAL_MODEL}) "
                          "or 'gguf:/path/to/model.gguf'")

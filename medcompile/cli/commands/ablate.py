@@ -9,35 +9,38 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..argtypes import positive_int
 from ..data_args import add_data_args
+from ..model_args import Models, add_model_args
 from .eval import (add_eval_data_args, add_run_args, checkpoint_path, data_meta, eval_errors, load_eval_questions,
                    write_outputs)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ablate", help="the Medprompt ablation ladder on your model, with paired tests between rows")
+    p = sub.add_parser("ablate", help="the Medprompt ablation ladder on your model, with paired tests between rows",
+                       description=__doc__)
     add_data_args(p, "train", required=True, help_name="exemplar bank (rationales are generated on a sample of it)")
     add_eval_data_args(p)
-    p.add_argument("--lm", default="local", help="model: 'local' (embedded Gemma 3 270M), 'gguf:/path', or a litellm name")
-    p.add_argument("--k", type=int, default=3, help="few-shot exemplars per question")
-    p.add_argument("--shuffles", type=int, default=5, help="choice-shuffle ensemble size of the last row")
-    p.add_argument("--rationales", type=int, default=20, metavar="N",
+    p.add_argument("--k", type=positive_int, default=3, help="few-shot exemplars per question")
+    p.add_argument("--shuffles", type=positive_int, default=5, help="choice-shuffle ensemble size of the last row")
+    p.add_argument("--rationales", type=positive_int, default=20, metavar="N",
                    help="bank questions to generate self-CoT rationales for (only correct ones are kept)")
-    p.add_argument("--embedder", default=None, help="kNN embedder: wordllama (default), st:/path/or/name, litellm:model")
+    p.add_argument("--embedder", default=None,
+                   help="kNN embedder: wordllama (default), st:/path/or/name, litellm:model")
     add_run_args(p)
+    add_model_args(p, default_lm="local")
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
     from ...evaluate.ablation import run_ablation
-    from ...lm.registry import make_lm
     from ...progress import log
     from ..data_args import load_questions
 
     with eval_errors():
-        bank = load_questions(args.train, args.train_split, args.train_limit, args, seed=args.seed)
+        lm = Models(args)()
+        bank = load_questions(args.train, args.train_split, args.train_limit, args, seed=args.seed, prefix="train")
         questions = load_eval_questions(args)
-        lm = make_lm(args.lm)
         result = run_ablation(bank, questions, lm, k=args.k, shuffles=args.shuffles, max_rationales=args.rationales,
                               seed=args.seed, concurrency=args.concurrency, quiet=args.quiet,
                               checkpoint=checkpoint_path(args, "ablation"), embedder=args.embedder)

@@ -9,18 +9,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..model_args import Models, add_model_args
 from .eval import (add_eval_data_args, add_run_args, checkpoint_path, data_meta, eval_errors, load_eval_questions,
                    slug, write_outputs)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("compare", help="paired comparison of two programs (or two models) on the same questions")
+    p = sub.add_parser("compare", help="paired comparison of two programs (or two models) on the same questions",
+                       description=__doc__)
     p.add_argument("program_a", help="program A (.json); the baseline")
     p.add_argument("program_b", help="program B (.json); differences are B - A")
     add_eval_data_args(p)
-    p.add_argument("--lm", default=None, help="model for A (and for B unless --lm-b); default: each program's own")
-    p.add_argument("--lm-b", default=None, help="model for B")
     add_run_args(p)
+    add_model_args(p, default_lm=None, second=True)
     p.set_defaults(func=main)
 
 
@@ -33,9 +34,9 @@ def main(args: argparse.Namespace) -> int:
 
     with eval_errors():
         prog_a, prog_b = resolve_program(args.program_a), resolve_program(args.program_b)
+        models = Models(args)
+        lm_a, lm_b = models(prog_a), models(prog_b, b=True)
         questions = load_eval_questions(args)
-        lm_a = prog_a.resolve_lm(args.lm)
-        lm_b = prog_b.resolve_lm(args.lm_b or args.lm)
         stem_a, stem_b = Path(args.program_a).stem, Path(args.program_b).stem
         name_a, name_b = (stem_a, stem_b) if stem_a != stem_b else (prog_a.name, prog_b.name)
         ckpt_base = slug(f"{stem_a}_vs_{stem_b}")

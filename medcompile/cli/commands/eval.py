@@ -2,7 +2,8 @@
 
 Scores a program and writes DIR/<name>.eval.json (with per-question records), .md
 and .png. Finished questions go to DIR/<name>.eval.checkpoint.jsonl as they finish,
-so rerunning an interrupted command resumes instead of starting over.
+so rerunning an interrupted or failed command resumes instead of starting over (and a
+finished one reports from it at once); delete it, or pass --no-checkpoint, to start afresh.
 """
 from __future__ import annotations
 
@@ -14,15 +15,19 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ...question import Question
+from ..argtypes import positive_int
+from ..model_args import Models, add_model_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="score a program on labelled questions, with confidence intervals")
+    p = sub.add_parser("eval", help="score a program on labelled questions, with confidence intervals",
+                       description=__doc__)
     p.add_argument("program", help="compiled program .json (or a ready-made name / .py)")
     add_eval_data_args(p)
-    p.add_argument("--lm", default=None, help="evaluate with this model instead of the one the program was compiled for")
-    p.add_argument("--name", default=None, help="name of the output files (default: program file name)")
+    p.add_argument("--name", default=None, help="name of the output files (default: the program file name, "
+                                                "plus @MODEL with --lm)")
     add_run_args(p)
+    add_model_args(p, default_lm=None)
     p.set_defaults(func=main)
 
 
@@ -30,19 +35,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 def add_eval_data_args(p: argparse.ArgumentParser) -> None:
     from ..data_args import add_format_args
 
+    from ..data_args import BUILTIN_HELP, SPLIT_HELP
+
     p.add_argument("--data", required=True, metavar="FILE",
-                   help="labelled questions: a data file or a built-in name (medqa_us4, medmcqa, ...)")
-    p.add_argument("--split", default="all", help="bank | dev | test | train | all (MedQA: realidx %% 5)")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="use a seeded sample of N questions")
+                   help=f"labelled questions: a data file or a built-in name ({BUILTIN_HELP})")
+    p.add_argument("--split", default="all", help=SPLIT_HELP)
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N",
+                   help="use a seeded sample of N questions (default: all)")
     add_format_args(p)
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default=".", metavar="DIR", help="output directory (default: current directory)")
-    p.add_argument("--concurrency", type=int, default=1)
+    p.add_argument("--out", default=".", metavar="DIR", help="output directory")
     p.add_argument("--seed", type=int, default=0, help="seed for the question sample and the bootstrap")
-    p.add_argument("--no-checkpoint", action="store_true", help="do not save or resume per-question results")
-    p.add_argument("--quiet", "-q", action="store_true")
+    p.add_argument("--no-checkpoint", action="store_true",
+                   help="do not save per-question results as they finish (an interrupted run then starts over; "
+                        "the model cache still serves calls already made)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or log lines on stderr")
 
 
 def load_eval_questions(args: argparse.Namespace) -> list[Question]:
@@ -112,12 +121,13 @@ def main(args: argparse.Namespace) -> int:
 
     with eval_errors():
         program = resolve_program(args.program)
+        lm = Models(args)(program)
         questions = load_eval_questions(args)
-        lm = program.resolve_lm(args.lm)
         name = args.name or Path(args.program).stem + (f"@{slug(lm.model)}" if args.lm else "")
         base = Path(args.out) / f"{slug(name)}.eval"
+        ckpt = checkpoint_path(args, base.name)
         result = evaluate(program, questions, lm, concurrency=args.concurrency, quiet=args.quiet, seed=args.seed,
-                          checkpoint=checkpoint_path(args, base.name), name=name)
+                          checkpoint=ckpt, name=name)
         result.meta.update({"program_file": args.program, **data_meta(args, len(questions))})
         paths = write_outputs(base, result.to_dict(), result.to_markdown(), lambda p: plot_eval(result, p))
     print(result.summary())

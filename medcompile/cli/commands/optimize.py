@@ -1,48 +1,65 @@
-"""`medcompile optimize PROGRAM --train F --dev F --lm M --budget N --out OUT.json`."""
+"""`medcompile optimize PROGRAM --train FILE --dev FILE --lm SPEC --budget N --out OUT.json`.
+
+Compiles PROGRAM for one model: generates and filters rationales on the training
+questions, proposes instructions, then searches the program's open choices on the dev
+questions within a hard budget of model calls. Writes OUT.json (the frozen program)
+and OUT.report.json/.md/.trials.png. The search is an optuna study in
+OUT.json.study.sqlite (the resume checkpoint: rerun the same command after a crash);
+watch it live with `optuna-dashboard sqlite:///OUT.json.study.sqlite`.
+
+Example (offline, no model needed):
+  medcompile optimize zero_shot --train medqa_us4 --train-split bank --train-limit 20 \\
+      --dev medqa_us4 --dev-split dev --dev-limit 8 --lm sim --budget 60 --out zs.json
+"""
 from __future__ import annotations
 
 import argparse
 
+from ..argtypes import positive_int
 from ..data_args import add_data_args, add_format_args, load_questions
+from ..model_args import Models, add_model_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("optimize", help="compile a program for a model against a dev split")
-    p.add_argument("program", help="ready-made name (zero_shot, few_shot, medprompt, ensemble_refinement), a .py or a .json")
+    p = sub.add_parser("optimize", help="compile a program for a model against a dev split", description=__doc__)
+    p.add_argument("program", help="ready-made name (zero_shot, few_shot, medprompt, ensemble_refinement), "
+                                   "a .py file defining build(signature=None), or a program .json")
     add_data_args(p, "train", required=True, help_name="exemplar bank / training questions")
     add_data_args(p, "dev", required=True, help_name="dev questions that configurations are scored on")
     add_format_args(p)
-    p.add_argument("--lm", default="local", help="model: 'local' (embedded Gemma 3 270M), 'gguf:/path', or a litellm name")
-    p.add_argument("--lm-mode", choices=["text", "chat"], default=None, help="force text completion or chat")
-    p.add_argument("--api-base", default=None, help="OpenAI-compatible server URL for the litellm model")
-    p.add_argument("--budget", type=int, default=500, help="hard cap on model calls for the whole compile")
-    p.add_argument("--out", required=True, help="where to write the compiled program JSON")
-    p.add_argument("--storage", default=None,
-                   help="optuna storage URL (default: SQLite file beside --out); postgresql://... to share with workers")
-    p.add_argument("--study-name", default=None, help="name of the shared study (workers must use the same)")
+    p.add_argument("--budget", type=positive_int, default=500, help="hard cap on model calls for the whole compile")
+    p.add_argument("--out", required=True, metavar="OUT.json", help="where to write the compiled program JSON")
+    p.add_argument("--storage", default=None, metavar="URL",
+                   help="optuna storage URL (default: sqlite:///OUT.json.study.sqlite beside --out); "
+                        "postgresql://... to share the study with --worker processes")
+    p.add_argument("--study-name", default=None, help="name of the shared study (workers must use the same; "
+                                                      "default: derived from the program, data and model)")
     p.add_argument("--worker", action="store_true", help="join an existing study as an extra worker")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--trials", type=int, default=24, help="maximum number of configurations to try")
-    p.add_argument("--minibatch", type=int, default=8, help="dev questions per pruning step")
-    p.add_argument("--instructions", type=int, default=3, help="instruction proposals to ask the model for")
-    p.add_argument("--rationales", type=int, default=None, help="bank questions to generate CoT rationales for")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed for samples, exemplar choice, sampling and the search (same seed + data + cache = "
+                        "same program, byte for byte)")
+    p.add_argument("--trials", type=positive_int, default=24, help="maximum number of configurations to try")
+    p.add_argument("--minibatch", type=positive_int, default=8, help="dev questions per pruning step")
+    p.add_argument("--instructions", type=positive_int, default=3, help="instruction proposals to ask the model for")
+    p.add_argument("--rationales", type=positive_int, default=None, metavar="N",
+                   help="bank questions to generate CoT rationales for (default: up to 30%% of the budget)")
     p.add_argument("--objective", choices=["accuracy", "pareto"], default="accuracy",
                    help="'pareto': accuracy vs calls per question, front saved in the report")
-    p.add_argument("--embedder", default=None, help="wordllama (default), st:/path/or/name, litellm:model")
-    p.add_argument("--concurrency", type=int, default=1)
-    p.add_argument("--quiet", "-q", action="store_true")
+    p.add_argument("--embedder", default=None,
+                   help="kNN embedder: wordllama (default), st:/path/or/name, litellm:model")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar, trial lines or summary")
+    add_model_args(p, default_lm="local", concurrency_help="dev questions scored at once within a trial")
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
     from ...compile import optimize
-    from ...lm.registry import make_lm
     from ..resolve import resolve_program
 
     program = resolve_program(args.program)
-    train = load_questions(args.train, args.train_split, args.train_limit, args, seed=args.seed)
-    dev = load_questions(args.dev, args.dev_split, args.dev_limit, args, seed=args.seed)
-    lm = make_lm(args.lm, mode=args.lm_mode, api_base=args.api_base)
+    lm = Models(args)()
+    train = load_questions(args.train, args.train_split, args.train_limit, args, seed=args.seed, prefix="train")
+    dev = load_questions(args.dev, args.dev_split, args.dev_limit, args, seed=args.seed, prefix="dev")
     if any(q.context for q in (*train, *dev)):  # passages are shown only to signatures that declare them
         from ...signatures import MCQ_WITH_CONTEXT
 

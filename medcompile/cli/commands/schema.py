@@ -6,7 +6,7 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("schema", help="print the program file JSON Schema")
+    p = sub.add_parser("schema", help="print the program file JSON Schema", description=__doc__)
     p.set_defaults(func=main)
 
 

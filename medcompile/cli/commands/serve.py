@@ -4,14 +4,13 @@ Programs come only from compiled JSON files (`program.io.load`: validated data, 
 code), are named by their `name` field, and are all checked before the port opens, so
 a bad file stops start-up with one clear line and exit code 2.
 
-For tests and benchmarks only, `--lm scripted[:latency=S,answer=KEY]` serves with an
-instant fake model (no weights, no network): it answers KEY, or the first option of
-the question, after sleeping S seconds per call. It is deliberately not in --help.
+Models: each program runs on the model it was compiled for, unless the model options
+say otherwise (`--lm`, `--api-base`, `--mode`, `--cache`: the same options as every
+command). `--lm sim` serves an offline simulated model, for trying the API.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
 import socket
@@ -19,22 +18,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
-SCRIPTED = "scripted"
+from ..argtypes import positive_float, positive_int
+from ..model_args import Models, add_model_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="serve compiled programs over HTTP (FastAPI + uvicorn)")
+    p = sub.add_parser("serve", help="serve compiled programs over HTTP (FastAPI + uvicorn)", description=__doc__)
     p.add_argument("programs", nargs="+", metavar="PROGRAM.json", help="compiled program files")
-    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (loopback: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (0: any free port, printed at start-up)")
-    p.add_argument("--lm", default=None,
-                   help="run every program on this model instead of the one it was compiled for")
-    p.add_argument("--max-concurrency", type=int, default=4, help="program runs at once (queue beyond)")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds per request before 504")
-    p.add_argument("--queue-timeout", type=float, default=30.0, help="seconds queued for a slot before 503")
-    p.add_argument("--max-batch", type=int, default=64, help="questions per batch request")
-    p.add_argument("--max-body-bytes", type=int, default=1_000_000, help="request body size limit")
+    p.add_argument("--timeout", type=positive_float, default=120.0, help="seconds per request before 504")
+    p.add_argument("--queue-timeout", type=positive_float, default=30.0, help="seconds queued for a slot before 503")
+    p.add_argument("--max-batch", type=positive_int, default=64, help="questions per batch request")
+    p.add_argument("--max-body-bytes", type=positive_int, default=1_000_000, help="request body size limit")
     p.add_argument("--access-log", action="store_true", help="log every request")
+    add_model_args(p, default_lm=None, concurrency_flags=("--concurrency", "--max-concurrency"),
+                   concurrency_dest="max_concurrency", concurrency_default=4,
+                   concurrency_help="program runs at once; requests beyond wait in a FIFO queue")
     p.set_defaults(func=main)
 
 
@@ -55,34 +55,6 @@ def load_programs(paths: list[str]) -> dict[str, Any]:
         programs[program.name] = program
         origin[program.name] = path
     return programs
-
-
-def scripted_lm(spec: str) -> Any:
-    """The benchmark/test model: `scripted[:latency=0.005,answer=A]`, wrapped like a real one."""
-    from ...lm.registry import wrap_lm
-    from ...lm.scripted import ScriptedLM
-
-    opts: dict[str, str] = {}
-    rest = spec[len(SCRIPTED):].lstrip(":")
-    for part in filter(None, rest.split(",")):
-        key, sep, value = part.partition("=")
-        if not sep or key not in ("latency", "answer"):
-            raise ValueError(f"bad scripted model option {part!r}: use latency=SECONDS and/or answer=KEY")
-        opts[key] = value
-    answer = opts.get("answer")
-
-    def reply(request: Any) -> str:
-        if answer:
-            return answer
-        text = request.prompt or "\n".join(m.content for m in request.messages)
-        block = text.rsplit("Options:", 1)[-1].splitlines()
-        keys = [ln.split(".", 1)[0].strip() for ln in block if "." in ln and ln.split(".", 1)[0].strip().isalnum()]
-        if not keys:
-            return "A"
-        return keys[int(hashlib.sha256(text.encode()).hexdigest(), 16) % len(keys)]
-
-    return wrap_lm(ScriptedLM(reply, model="scripted", latency=float(opts.get("latency", 0.0))),
-                   cache=False, max_retries=0)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -107,20 +79,9 @@ def main(args: argparse.Namespace) -> int:
     from ..errors import fail
 
     programs = load_programs(args.programs)
-    for flag, value in (("--max-concurrency", args.max_concurrency), ("--max-batch", args.max_batch),
-                        ("--max-body-bytes", args.max_body_bytes)):
-        if value < 1:
-            fail(f"{flag} must be at least 1")
-    if args.timeout <= 0 or args.queue_timeout <= 0:
-        fail("--timeout and --queue-timeout must be positive")
     try:
-        if args.lm and args.lm.split(":", 1)[0] == SCRIPTED:
-            lms: Any = scripted_lm(args.lm)
-        elif args.lm:  # one shared stack: one cache and one concurrency limit for the backend
-            lms = next(iter(programs.values())).resolve_lm(args.lm)
-        else:
-            lms = None
-        app = create_app(programs, lms, max_concurrency=args.max_concurrency, timeout_s=args.timeout,
+        # Programs on the same model share one stack: one cache and one concurrency limit.
+        app = create_app(programs, Models(args), max_concurrency=args.max_concurrency, timeout_s=args.timeout,
                          queue_timeout_s=args.queue_timeout, max_body_bytes=args.max_body_bytes,
                          max_batch=args.max_batch)
     except Exception as exc:  # noqa: BLE001 - any start-up failure is one line, exit 2

@@ -6,8 +6,9 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("validate", help="validate a program file against the schema")
-    p.add_argument("program")
+    p = sub.add_parser("validate", help="validate a program file against the schema", description=__doc__)
+    p.add_argument("program", metavar="PROGRAM.json",
+                   help="compiled program file to check (size, JSON, schema, templates); prints a summary")
     p.set_defaults(func=main)
 
 
