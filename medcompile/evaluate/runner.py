@@ -64,6 +64,7 @@ class Record:
     abstain_reason: str | None = None
     failures: int = 0  # model calls that raised (e.g. prompt over the context window)
     n_options: int = 0  # for the chance level; 0 in records written before it was kept
+    option_probs: dict[str, float] = field(default_factory=dict)  # scored (constrained) answers only
 
     @property
     def live_calls(self) -> int:
@@ -76,7 +77,8 @@ class Record:
                    round(p.confidence, 6), dict(p.votes), u.calls, u.cached_calls, u.prompt_tokens,
                    u.completion_tokens, round(u.cost, 8), live.prompt_tokens, live.completion_tokens,
                    round(live.cost, 8), round(r.latency_s, 4), r.error,
-                   p.reason if p.answer is None else None, u.failures, len(r.question.options))
+                   p.reason if p.answer is None else None, u.failures, len(r.question.options),
+                   {k: round(v, 6) for k, v in p.option_probs.items()})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

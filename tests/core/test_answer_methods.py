@@ -177,3 +177,17 @@ def test_real_model_constrained_answers_never_abstain(local_lm, medqa_dev):
         assert p.answer in q.options and r.usage.calls == 1
         assert set(p.option_probs) == set(q.options) and sum(p.option_probs.values()) == pytest.approx(1.0)
         assert p.confidence == pytest.approx(p.option_probs[p.answer])
+
+
+def test_eval_records_keep_option_probabilities_through_the_checkpoint(tmp_path):
+    from medcompile.evaluate.runner import evaluate
+
+    qs = [mcq(i, "B") for i in range(4)]
+    prog = Program(Predict(tune=False))
+    ck = tmp_path / "ck.jsonl"
+    res = evaluate(prog, qs, scoring_lm(), checkpoint=ck, quiet=True)
+    assert res.abstention_rate == 0 and res.accuracy.mean == 1.0
+    assert all(r.option_probs["B"] == pytest.approx(0.6) and r.confidence == pytest.approx(0.6) for r in res.records)
+    again = evaluate(prog, qs, ScriptedLM(lambda req: "never called"), checkpoint=ck, quiet=True)
+    assert again.resumed == 4 and [r.option_probs for r in again.records] == [r.option_probs for r in res.records]
+    assert "option_probs" in res.to_dict()["records"][0]
