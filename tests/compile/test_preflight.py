@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 
@@ -174,3 +175,38 @@ def test_leader_returns_program_and_report_worker_returns_none(tmp_path):
     assert leader.program.compile_info["study"] == leader.study == "shared"
     assert optimize(multi_retrieve(), TRAIN, DEV, lm=wrap_lm(counting_oracle(), cache=False), worker=True,
                     **args) is None
+
+
+REAL_FRESH = r"""
+import json, sys
+import medcompile
+from medcompile.question import Question
+prog = medcompile.load(sys.argv[1])
+qs = [Question.from_dict(json.loads(l)) for l in open(sys.argv[2])]
+print(json.dumps({"answers": [prog.run(q).prediction.answer for q in qs], "banks": sorted(prog.banks())}))
+"""
+
+
+@pytest.mark.real_model
+def test_two_bank_program_on_the_real_model_saves_and_answers_the_same_in_a_fresh_process(
+        tmp_path, local_lm, medqa_dev, medqa_bank):
+    from medcompile.bank import Bank
+    from medcompile.exemplar import Exemplar
+
+    direct = Bank([Exemplar(q) for q in medqa_bank[:6]])
+    reasoned = Bank([Exemplar(q, "The findings point to this answer.") for q in medqa_bank[6:12]])
+    prog = mc.Program(mc.Vote(
+        mc.SelfCoT(demos=mc.Retrieve(k=1, strategy="random", bank=reasoned, tune=False), max_tokens=48, tune=False),
+        mc.Predict(demos=mc.Retrieve(k=1, strategy="random", bank=direct, tune=False), tune=False)),
+        name="two-banks", lm={"model": local_lm.model, "mode": local_lm.mode, "spec": "local"})
+    qs = medqa_dev[:2]
+    here = [prog.run(q, local_lm).prediction.answer for q in qs]
+    path = tmp_path / "two.json"
+    prog.save(path)  # used to fail: two different banks both named 'bank'
+    (tmp_path / "q.jsonl").write_text("".join(json.dumps(q.to_dict()) + "\n" for q in qs))
+    env = {**os.environ, "MEDCOMPILE_CACHE_DIR": str(tmp_path / "cold")}  # real calls again
+    res = subprocess.run([sys.executable, "-c", REAL_FRESH, str(path), str(tmp_path / "q.jsonl")],
+                         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    assert got == {"answers": here, "banks": ["members.0.demos", "members.1.demos"]}
