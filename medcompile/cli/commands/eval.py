@@ -123,6 +123,10 @@ def main(args: argparse.Namespace) -> int:
         program = resolve_program(args.program)
         lm = Models(args)(program)
         questions = load_eval_questions(args)
+        if any(q.context for q in questions) and not args.program.endswith(".json"):
+            from ...signatures import MCQ_WITH_CONTEXT  # passages are shown only to signatures declaring them
+
+            program = resolve_program(args.program, signature=MCQ_WITH_CONTEXT)
         name = args.name or Path(args.program).stem + (f"@{slug(lm.model)}" if args.lm else "")
         base = Path(args.out) / f"{slug(name)}.eval"
         ckpt = checkpoint_path(args, base.name)
