@@ -39,6 +39,8 @@ from ..question import Question
 from .rand import int_seed
 
 NEG = -1e9
+KNN_FETCH = 10  # neighbours fetched per bank at once
+MEMO_LIMIT = 3000  # memoised calls per evaluator (~16 kB each for 64 replicates x 254 questions)
 
 
 class OracleError(ValueError):
@@ -109,6 +111,9 @@ class _Evaluator:
         self._demo_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         self._perm_cache: dict[tuple[int, int], np.ndarray] = {}
         self._norm = norm
+        self._memo: dict[tuple, _Out] = {}
+        self._knn: dict[tuple[int, int], list] = {}
+        self._topics: dict[str, int] = {}
 
     # ---- pieces ----------------------------------------------------------------------------------
     def demo_counts(self, r: Retrieve | None) -> tuple[np.ndarray, np.ndarray]:
@@ -121,12 +126,25 @@ class _Evaluator:
             if r.strategy == "random":
                 demo_sets = [r.static_demos()] * Q
             else:
-                demo_sets = r.bank.nearest_many(self.qs, r.k)
+                # One search per bank at the largest k: the k nearest are the last k of the longer list.
+                kk = max(r.k, KNN_FETCH)
+                bkey = (id(r.bank), kk)
+                if bkey not in self._knn:
+                    self._knn = {k: v for k, v in self._knn.items() if k[0] != id(r.bank) or k[1] > kk}
+                    self._knn[bkey] = r.bank.nearest_many(self.qs, kk)
+                full = self._knn[bkey]
+                demo_sets = [row[-r.k:] if r.k <= len(row) else row for row in full]
             n = np.array([len(d) for d in demo_sets], dtype=float)
-            same = np.array([sum(self.w.sim_question(e.question).topic == self.topic[i] for e in d)
+            same = np.array([sum(self.topic_of(e.question) == self.topic[i] for e in d)
                              for i, d in enumerate(demo_sets)], dtype=float)
             self._demo_cache[key] = (n, same)
         return self._demo_cache[key]
+
+    def topic_of(self, q: Question) -> int:
+        t = self._topics.get(q.id)
+        if t is None:
+            t = self._topics[q.id] = self.w.sim_question(q).topic
+        return t
 
     def logits(self, m: Predict, perm: np.ndarray, cot: bool, temperature: float,
                votes: np.ndarray | None = None) -> np.ndarray:
@@ -176,16 +194,19 @@ class _Evaluator:
             g = shared_noise
         else:
             g = self.gumbel("prompt", sig, path)
-            # Identical prompts (same signature and displayed order) get identical noise, as from the LM.
-            for prev_perm, prev_g in seen.get(sig, []):
-                same = np.all(prev_perm == perm, axis=1)
+            # Identical prompts (same signature and displayed order) get identical noise, as from the LM:
+            # each question takes the raw noise of the earliest identical call.
+            filled = np.zeros(len(self.qs), dtype=bool)
+            for prev_perm, prev_path in seen.get(sig, []):
+                same = np.all(prev_perm == perm, axis=1) & ~filled
                 if same.any():
-                    g[:, same, :] = prev_g[:, same, :]
-            seen.setdefault(sig, []).append((perm, g))
+                    g[:, same, :] = self.gumbel("prompt", sig, prev_path)[:, same, :]
+                    filled |= same
+            seen.setdefault(sig, []).append((perm, path))
         noisy = z + p.prompt_noise * g if p.prompt_noise else np.broadcast_to(z, g.shape)
         if temperature > 0 and p.sampling_noise:
             noisy = noisy + p.sampling_noise * temperature * self.gumbel("sample", sig, path)
-        ans = np.argmax(noisy, axis=2)
+        ans = np.argmax(noisy, axis=2).astype(np.int8)
         probs = None
         if votes is None and temperature == 0:
             if p.prompt_noise:
@@ -205,21 +226,34 @@ class _Evaluator:
         return f"{m.instruction}|{demos}|{int(cot)}|{temperature}|{extra}"
 
     # ---- modules ---------------------------------------------------------------------------------
-    def run(self, m: Module, perm: np.ndarray, path: str, seen: dict) -> _Out:
+    def run(self, m: Module, perm: np.ndarray, path: str, seen: dict, pkey: tuple = ()) -> _Out:
+        """Answers of module `m` shown in `perm` order; `pkey` names the permutation chain."""
         if isinstance(m, Predict):
             t = float(m.temperature)
-            return self.call(m, perm, m.cot, t, self.signature(m, m.cot, t), path, seen)
+            sig = self.signature(m, m.cot, t)
+            key = (sig, path, pkey)
+            hit = self._memo.get(key)
+            if hit is None:
+                # A call's answers depend only on its signature, path and display order (the noise of an
+                # identical earlier prompt in the same program comes from calls every such program shares).
+                hit = self.call(m, perm, m.cot, t, sig, path, seen)
+                if len(self._memo) > MEMO_LIMIT:
+                    self._memo.clear()
+                self._memo[key] = hit
+            else:
+                seen.setdefault(sig, []).append((perm, path))
+            return hit
         if isinstance(m, Shuffle):
             outs = []
             for i in range(m.n):
                 p_i = self.perms(m.seed, i)
                 composed = np.take_along_axis(perm, p_i, axis=1)
-                outs.append(self.run(m.inner, composed, f"{path}/shuffle{i}", seen))
+                outs.append(self.run(m.inner, composed, f"{path}/shuffle{i}", seen, pkey + ((m.seed, i),)))
             return _concat(outs)
         if isinstance(m, Vote):
             if len(m.members) == 1:
-                return self.run(m.members[0], perm, f"{path}/vote", seen)
-            return _concat([self.run(x, perm, f"{path}/vote{i}", seen) for i, x in enumerate(m.members)])
+                return self.run(m.members[0], perm, f"{path}/vote", seen, pkey)
+            return _concat([self.run(x, perm, f"{path}/vote{i}", seen, pkey) for i, x in enumerate(m.members)])
         if isinstance(m, Refine):
             return self.refine(m, perm, path, seen)
         raise OracleError(f"the oracle cannot evaluate module type {type(m).__name__}")
@@ -294,7 +328,7 @@ def rationale_banks(world, program, bank: Sequence[Question] | BankChoice, mode:
 
 
 def oracle(world, program, bank, questions: Sequence[Question], instructions: Sequence[str] = (),  # type: ignore[no-untyped-def]
-           *, replicates: int = 128, mode: str = "text", embedder: Any = None,
+           *, replicates: int = 64, mode: str = "text", embedder: Any = None,
            max_configurations: int = 20000) -> OracleResult:
     """Exhaustive search of `program`'s space (a medcompile Program as declared) on `questions`.
 

@@ -16,7 +16,7 @@ from typing import Callable
 
 from ..question import Question
 from .latents import SimQuestion
-from .text import norm, word_spans, words
+from .text import WordIndex, norm, words
 
 KEY_WORDS = 6  # stems are indexed by their first words; collisions are settled by the full stem
 _OPTION_LINE = re.compile(r'^[ \t]*["\'(\[]?(?P<key>[A-Za-z]{1,7})["\')\]]?[ \t]*[.):][ \t]*(?P<text>.+?)[ \t,]*$', re.M)
@@ -147,8 +147,10 @@ def parse_blocks(text: str) -> list[tuple[Question, int, int]]:
 
 def recognise(text: str, registry: Registry, unknown: Callable[[Question], SimQuestion]) -> Scene | None:
     """The scene in `text`, or None when no question can be found in it."""
-    ws, spans = word_spans(text)
-    found = [Occurrence(q, spans[a][0], spans[b - 1][1]) for q, a, b in registry.find(ws)] if len(registry) else []
+    found = []
+    if len(registry):
+        index = WordIndex(text)
+        found = [Occurrence(q, index.span(a)[0], index.span(b - 1)[1]) for q, a, b in registry.find(index.words)]
     if not found:
         found = [Occurrence(unknown(q), a, b) for q, a, b in parse_blocks(text)]
     if not found:
