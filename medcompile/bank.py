@@ -3,6 +3,14 @@
 A bank is stored inside the compiled program with its embedder's settings and,
 optionally, its embeddings (exact float32 bytes in base64), so a service that loads
 the program needs no training data and gets the same neighbours.
+
+What a bank writes is fixed by how it was made, never by what it was used for: a bank
+given embeddings, or asked for them explicitly (`embeddings()`, which `Program.prepare`
+and the compiler call for kNN), writes them with its embedder's full settings; a kNN
+lookup alone computes what it needs internally and changes nothing `to_config()` shows.
+Large banks (from `AUTO_THRESHOLD` rows) search an approximate index whose recall@5 is
+measured when it is built and written beside the embeddings (`index`); a loaded bank
+reuses the recorded index parameters.
 """
 from __future__ import annotations
 
@@ -35,14 +43,25 @@ class Bank:
     """A list of exemplars plus the machinery to find the nearest ones."""
 
     def __init__(self, exemplars: Sequence[Exemplar], embedder: Mapping[str, Any] | None = None,
-                 embeddings: np.ndarray | None = None, store_embeddings: bool = True):
+                 embeddings: np.ndarray | None = None, store_embeddings: bool = True,
+                 index: Mapping[str, Any] | None = None, *, resolved: bool = False):
         self.exemplars = list(exemplars)
+        #: The embedder settings as given; never changed afterwards (see the module docstring).
         self.embedder_settings = dict(embedder) if embedder else None
         self._embeddings = embeddings
         self.store_embeddings = store_embeddings
+        # Embeddings given or explicitly computed: written by to_config (with resolved settings).
+        self._materialized = embeddings is not None
+        # `resolved`: the given settings are the embedder's full settings (e.g. read from a file).
+        self._resolved: dict[str, Any] | None = None
+        self._resolved_known = resolved
+        if resolved:
+            self._resolved = self.embedder_settings
+        self._index_info = dict(index) if index else None  # recorded index settings, incl. recall
         self._index = None
         self._embedder = None
         self._lock = threading.Lock()
+        self._search_lock = threading.Lock()
         self._rows_by_id: dict[str, list[int]] | None = None
         # Shuffled variants of one question share its stem, so an ensemble retrieves once.
         self._memo: dict[tuple[str, str, int], list[int]] = {}
@@ -54,21 +73,45 @@ class Bank:
 
     # ---- retrieval -----------------------------------------------------------------
     def _ensure(self) -> None:
+        """Embedder, embeddings and index, built once (internal: changes nothing to_config shows)."""
         with self._lock:
             if self._index is not None:
                 return
             from .embed import KNNIndex, make_embedder
+            from .embed import index as index_mod
 
             self._embedder = make_embedder(self.embedder_settings)
-            self.embedder_settings = self._embedder.settings()
+            if not self._resolved_known:
+                self._resolved, self._resolved_known = self._embedder.settings(), True
             if self._embeddings is None:
                 self._embeddings = self._embedder.embed([query_text(e.question) for e in self.exemplars])
-            self._index = KNNIndex(self._embeddings)
+            self._index = KNNIndex(self._embeddings, kind="auto", auto_threshold=index_mod.AUTO_THRESHOLD,
+                                   **self._index_params())
+            if self._index_info is None and self._index.kind != "flat":
+                self._index_info = self._index.settings()
+
+    def _index_params(self) -> dict[str, int]:
+        """The recorded index's parameters, when they fit the index this bank's size gets."""
+        from .embed import index as index_mod
+
+        info = self._index_info or {}
+        kind = "flat" if len(self.exemplars) < index_mod.AUTO_THRESHOLD else "ivf"
+        if info.get("kind") != kind or info.get("n") != len(self.exemplars):
+            return {}
+        keys = ("nlist", "nprobe") if kind == "ivf" else ()
+        return {k: int(info[k]) for k in keys if isinstance(info.get(k), int)}
 
     def embeddings(self) -> np.ndarray:
+        """The bank's embeddings, computed now if needed; from then on they are part of
+        `to_config()` (an explicit request, unlike a kNN lookup)."""
         self._ensure()
         assert self._embeddings is not None
+        self._materialized = True
         return self._embeddings
+
+    def index_settings(self) -> dict[str, Any] | None:
+        """The approximate index's settings and measured recall@5 (None: exact search)."""
+        return dict(self._index_info) if self._index_info else None
 
     def nearest(self, q: Question, k: int) -> list[Exemplar]:
         """The k most similar exemplars, least similar first so the nearest sits next
@@ -80,13 +123,15 @@ class Bank:
         if ids is None:
             self._ensure()
             assert self._embedder is not None and self._index is not None
-            vec = self._embedder.embed([query_text(q)])
-            exclude = self._same_question(q)
-            ids = self._index.search(vec, min(k, len(self.exemplars) - len(exclude)), exclude=[exclude])[0]
-            with self._lock:
-                if len(self._memo) >= MEMO_SIZE:
-                    self._memo.clear()
-                self._memo[key] = ids
+            with self._search_lock:  # a question's parallel shuffles: one retrieval, the rest hit the memo
+                ids = self._memo.get(key)
+                if ids is None:
+                    vec = self._embedder.embed([query_text(q)])
+                    exclude = self._same_question(q)
+                    ids = self._index.search(vec, min(k, len(self.exemplars) - len(exclude)), exclude=[exclude])[0]
+                    if len(self._memo) >= MEMO_SIZE:
+                        self._memo.clear()
+                    self._memo[key] = ids
         return [self.exemplars[i] for i in reversed(ids)]
 
     def _same_question(self, q: Question) -> set[int]:
@@ -117,25 +162,46 @@ class Bank:
 
     def subset(self, keep: Sequence[int]) -> "Bank":
         emb = self._embeddings[list(keep)] if self._embeddings is not None else None
-        return Bank([self.exemplars[i] for i in keep], self.embedder_settings, emb, self.store_embeddings)
+        return self._derived([self.exemplars[i] for i in keep], emb, index=None)
 
     def with_exemplars(self, exemplars: Sequence[Exemplar]) -> "Bank":
         """The same questions (and embeddings) with other exemplar texts, e.g. rationales."""
         if [e.question.id for e in exemplars] != [e.question.id for e in self.exemplars]:
             raise ValueError("with_exemplars needs the same questions in the same order")
-        return Bank(exemplars, self.embedder_settings, self._embeddings, self.store_embeddings)
+        return self._derived(exemplars, self._embeddings, index=self._index_info)
+
+    def _derived(self, exemplars: Sequence[Exemplar], emb: np.ndarray | None,
+                 index: Mapping[str, Any] | None) -> "Bank":
+        """A new bank from this one's embedder; with embeddings it holds them by construction,
+        under this bank's resolved settings when known."""
+        known = emb is not None and self._resolved_known
+        return Bank(exemplars, self._resolved if known else self.embedder_settings, emb, self.store_embeddings,
+                    index, resolved=known)
 
     def to_config(self) -> dict[str, Any]:
         from .embed import encode_matrix
 
         d: dict[str, Any] = {"items": [e.to_dict() for e in self.exemplars]}
-        d["embedder"] = ({k: v for k, v in self.embedder_settings.items() if k not in CONNECTION_SETTINGS}
-                         if self.embedder_settings is not None else None)
-        if self.store_embeddings and self._embeddings is not None:
+        stored = self.store_embeddings and self._materialized and len(self.exemplars) > 0
+        if stored and not self._complete():
+            self._ensure()  # resolve the settings the embeddings came from; measure a large index
+        settings = self._resolved if stored else self.embedder_settings
+        d["embedder"] = ({k: v for k, v in settings.items() if k not in CONNECTION_SETTINGS}
+                         if settings is not None else None)
+        if stored and self._embeddings is not None:
             m = np.ascontiguousarray(self._embeddings, dtype="<f4")
             d["embeddings"] = {"encoding": "base64-f32le", "shape": list(m.shape),
                                "sha256": hashlib.sha256(m.tobytes()).hexdigest(), "data": encode_matrix(m)}
+            if self._index_info is not None:
+                d["index"] = dict(self._index_info)
         return d
+
+    def _complete(self) -> bool:
+        """Everything to_config writes for stored embeddings is already known."""
+        from .embed import index as index_mod
+
+        return (self._embeddings is not None and self._resolved_known
+                and (self._index_info is not None or len(self.exemplars) < index_mod.AUTO_THRESHOLD))
 
     @classmethod
     def from_config(cls, d: Mapping[str, Any]) -> "Bank":
@@ -149,4 +215,5 @@ class Bank:
             emb = decode_matrix(e["data"], n, dim)
             if hashlib.sha256(np.ascontiguousarray(emb, dtype="<f4").tobytes()).hexdigest() != e["sha256"]:
                 raise ValueError("banks: embeddings do not match their sha256")
-        return cls(exemplars, d.get("embedder"), emb, store_embeddings=emb is not None)
+        return cls(exemplars, d.get("embedder"), emb, store_embeddings=emb is not None,
+                   index=d.get("index") if emb is not None else None, resolved=emb is not None)

@@ -343,6 +343,7 @@ def evaluate(program: Program, questions: Sequence[Question], lm: LM | str | Non
     t0 = time.perf_counter()
     the_lm = program.resolve_lm(lm)
     att = _Attributing(the_lm)
+    program.prepare(questions)  # before hashing: preparing a kNN bank fixes its embeddings in the program
     ckpt = Checkpoint(Path(checkpoint), program.content_hash(), the_lm.model, the_lm.mode) if checkpoint else None
     done = ckpt.load(questions) if ckpt else {}
     label = name or program.name
@@ -352,7 +353,6 @@ def evaluate(program: Program, questions: Sequence[Question], lm: LM | str | Non
         if done:
             bar.advance(None, n=len(done))
             bar.describe(f"eval {label} {tally}")
-        program.prepare(todo)
 
         def finish(q: Question, r: Result, live: Usage) -> None:
             rec = Record.from_result(r, live)

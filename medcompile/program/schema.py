@@ -142,6 +142,22 @@ class EmbeddingsSpec(_Strict):
     data: str
 
 
+class IndexSpec(_Strict):
+    """The approximate kNN index of a large bank, with recall@5 against exact search measured
+    when it was built (on `recall_sample` bank rows). Absent: exact (flat) search."""
+
+    kind: Literal["ivf", "hnsw"]
+    n: int = Field(ge=0, le=MAX_ITEMS)
+    dim: int = Field(ge=1, le=1 << 16)
+    nlist: int | None = Field(default=None, ge=1, le=1 << 20)
+    nprobe: int | None = Field(default=None, ge=1, le=1 << 20)
+    hnsw_m: int | None = Field(default=None, ge=2, le=512)
+    ef_construction: int | None = Field(default=None, ge=1, le=1 << 16)
+    ef_search: int | None = Field(default=None, ge=1, le=1 << 16)
+    recall_at_5: float | None = Field(default=None, ge=0.0, le=1.0)
+    recall_sample: int | None = Field(default=None, ge=0, le=MAX_ITEMS)
+
+
 class EmbedderSpec(BaseModel):
     """Embedder settings are open-ended per kind, but only plain JSON values."""
 
@@ -161,6 +177,7 @@ class BankSpec(_Strict):
     items: list[ExemplarSpec] = Field(max_length=MAX_ITEMS)
     embedder: EmbedderSpec | None
     embeddings: EmbeddingsSpec | None = None
+    index: IndexSpec | None = None  # large banks: the approximate kNN index and its measured recall
 
 
 class LMSpec(BaseModel):

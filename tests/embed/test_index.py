@@ -107,7 +107,7 @@ def test_approximate_indexes_have_high_recall_and_are_reproducible(kind: str) ->
 def test_auto_kind_picks_flat_for_small_banks() -> None:
     bank = unit_rows(np.random.default_rng(7), 100, 8)
     assert KNNIndex(bank, kind="auto").kind == "flat"
-    assert KNNIndex(bank, kind="auto", auto_threshold=50).kind == "hnsw"
+    assert KNNIndex(bank, kind="auto", auto_threshold=50).kind == "ivf"
 
 
 def test_bad_input_gives_clear_errors() -> None:
@@ -165,3 +165,27 @@ def test_codec_detects_corruption_and_wrong_shapes() -> None:
         decode_matrix(f"{head}:{digest}:@@@@", 3, 4)
     with pytest.raises(MatrixCodecError, match="expected float32"):
         encode_matrix(m.astype(np.float64))
+
+
+def clustered_rows(rng: np.random.Generator, n: int, dim: int, centers: int = 40) -> np.ndarray:
+    c = unit_rows(rng, centers, dim)
+    x = c[rng.integers(0, centers, n)] + 0.35 * rng.standard_normal((n, dim)).astype(np.float32) / np.sqrt(dim)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_auto_index_above_the_threshold_is_ivf_tuned_to_the_target_recall() -> None:
+    rng = np.random.default_rng(9)
+    bank, queries = clustered_rows(rng, 4000, 32), clustered_rows(rng, 40, 32)
+    a = KNNIndex(bank, kind="auto", auto_threshold=1000, target_recall=0.99)
+    s = a.settings()
+    assert s["kind"] == "ivf" and s["recall_sample"] == 200 and s["recall_at_5"] >= 0.99
+    assert 8 <= s["nprobe"] <= s["nlist"]
+    # the recorded recall is what it says: recompute it on the same sample with the exact index
+    exact = KNNIndex(bank).search(queries, 5)
+    got = a.search(queries, 5)
+    assert np.mean([len(set(g) & set(e)) / 5 for g, e in zip(got, exact)]) >= 0.95
+    again = KNNIndex(bank, kind="auto", auto_threshold=1000, target_recall=0.99)
+    assert again.settings() == s and again.search(queries, 5) == got  # same data, same index and answers
+    fixed = KNNIndex(bank, kind="ivf", nprobe=1)  # a given width is kept, its (low) recall reported
+    assert fixed.nprobe == 1 and fixed.settings()["recall_at_5"] < s["recall_at_5"]
+    assert "recall_at_5" not in KNNIndex(bank).settings()  # exact: nothing to measure

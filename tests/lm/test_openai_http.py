@@ -144,3 +144,22 @@ def test_full_stack_settings_name_the_transport(fake_openai, monkeypatch, tmp_pa
     assert lm.complete(text_req(lm)).text == "Answer: B"
     assert lm_settings(lm)["backend"]["transport"] == "openai-http"
     assert any(k[1] == fake_openai.base_url for k in openai_http._clients)  # one shared client, kept
+
+
+@pytest.mark.parametrize("transport", ["http", "litellm"])
+@pytest.mark.parametrize("status,retryable,config", [(429, True, False), (503, True, False), (400, False, False),
+                                                     (401, False, True), (404, False, True)])
+def test_both_transports_map_errors_alike(fake_openai, monkeypatch, transport, status, retryable, config) -> None:  # type: ignore[no-untyped-def]
+    """The direct client and litellm (kept for other providers) classify the same replies the same way."""
+    monkeypatch.setenv("MEDCOMPILE_TEST_KEY", "sk-test-abcdefghijklmnop")
+    lm = LiteLLMLM("openai/m", mode="text", api_base=fake_openai.base_url, api_key_env="MEDCOMPILE_TEST_KEY",
+                   transport=transport)
+    assert lm.settings()["transport"] == ("openai-http" if transport == "http" else "litellm")
+    fake_openai.script.append((status, {"error": {"message": "nope"}}, {"retry-after": "3"}, 0.0))
+    with pytest.raises(LMError) as ei:
+        lm.complete(text_req(lm))
+    assert ei.value.retryable is retryable and isinstance(ei.value, LMConfigError) is config
+    assert ei.value.status == status and len(fake_openai.requests) == 1
+    if status == 429:
+        assert ei.value.retry_after == 3.0
+    assert lm.complete(text_req(lm)).text == "Answer: B"
