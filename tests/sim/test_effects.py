@@ -17,7 +17,7 @@ from .conftest import accuracy
 SIG = "question, options -> answer"
 
 
-def expected(world, program, questions, replicates=4) -> float:  # type: ignore[no-untyped-def]
+def expected(world, program, questions, replicates=3) -> float:  # type: ignore[no-untyped-def]
     def run(r: int) -> list:
         return [x.prediction.answer for x in program.run_many(questions, world.lm(replicate=r))]
 
@@ -25,7 +25,7 @@ def expected(world, program, questions, replicates=4) -> float:  # type: ignore[
 
 
 def test_position_bias_only_shuffling_removes_it(world_for, medqa) -> None:  # type: ignore[no-untyped-def]
-    w, test = world_for("base_model"), medqa["test"]
+    w, test = world_for("base_model"), medqa["test"][:180]
     pref = "ABCD"[w.preferred]
     res = mc.Program(mc.Predict(SIG, tune=False)).run_many(test, w.lm())
     share = mean(r.prediction.answer == pref for r in res)
@@ -57,7 +57,7 @@ def test_cot_effect_has_the_profile_sign(world_for, medqa, profile, sign) -> Non
 
 
 def test_knn_exemplars_share_the_topic_and_help(world_for, medqa) -> None:  # type: ignore[no-untyped-def]
-    w, dev = world_for("knn_sensitive"), medqa["dev"]
+    w, dev = world_for("knn_sensitive"), medqa["dev"][:160]
     bank = Bank([Exemplar(q) for q in medqa["bank"]])
     knn = bank.nearest_many(dev, 5)
     knn_share = mean(w.topic(e.question) == w.topic(q) for q, row in zip(dev, knn) for e in row)
@@ -95,7 +95,7 @@ def test_sampling_varies_with_the_seed_and_temperature_zero_does_not(world_for, 
 
 
 def test_ensembles_help_a_noisy_sampler(world_for, medqa) -> None:  # type: ignore[no-untyped-def]
-    w, test = world_for("noisy_sampler"), medqa["test"]
+    w, test = world_for("noisy_sampler"), medqa["test"][:180]
     one = expected(w, mc.Program(mc.Predict(SIG, tune=False)), test)
     five = expected(w, mc.Program(mc.Vote(mc.Shuffle(mc.Predict(SIG, tune=False), n=5, tune=False))), test)
     assert five > one + 0.04

@@ -11,7 +11,7 @@ def test_optimize_medprompt_against_the_simulator(world_for, medqa, tmp_path) ->
     w = world_for("strong_chat", 3)
     lm = w.lm(budget=400)
     out = tmp_path / "medprompt.json"
-    program = mc.optimize(medprompt.build(), medqa["bank"][:80], medqa["dev"][:16], lm=lm, budget=150, seed=0,
+    program = mc.optimize(medprompt.build(), medqa["bank"][:50], medqa["dev"][:12], lm=lm, budget=150, seed=0,
                           out=out, quiet=True)
     assert program is not None and out.is_file()
     assert 0 < lm.calls <= 400

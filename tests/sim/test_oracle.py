@@ -10,7 +10,7 @@ SIG = "question, options -> answer"
 
 
 def test_oracle_matches_running_the_configured_program(world_for, medqa) -> None:  # type: ignore[no-untyped-def]
-    w, test = world_for("strong_chat"), medqa["test"][:120]
+    w, test = world_for("strong_chat"), medqa["test"][:90]
     prog = medprompt.build()
     banks, _ = rationale_banks(w, prog, medqa["bank"][:200])
     o = w.oracle(prog, banks, test, replicates=64)
@@ -21,8 +21,8 @@ def test_oracle_matches_running_the_configured_program(world_for, medqa) -> None
         def run(r: int) -> list:
             return [x.prediction.answer for x in program.run_many(test, w.lm(replicate=r))]
 
-        measured = w.expected_accuracy(run, test, replicates=6)
-        assert abs(measured - row.expected_accuracy) < 0.04, (row.params, measured, row.expected_accuracy)
+        measured = w.expected_accuracy(run, test, replicates=4)
+        assert abs(measured - row.expected_accuracy) < 0.05, (row.params, measured, row.expected_accuracy)
 
 
 def test_oracle_picks_zero_shot_when_nothing_helps(world_for, medqa) -> None:  # type: ignore[no-untyped-def]
