@@ -72,18 +72,27 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def build_app(args: argparse.Namespace, programs: dict[str, Any]) -> Any:
+    """The app `serve` runs, from its options (also what tests drive in-process)."""
+    from ...serve import create_app
+
+    # Programs on the same model share one stack: one cache and one concurrency limit.
+    return create_app(programs, Models(args), max_concurrency=args.max_concurrency, timeout_s=args.timeout,
+                      queue_timeout_s=args.queue_timeout, max_body_bytes=args.max_body_bytes,
+                      max_batch=args.max_batch)
+
+
 def main(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ...serve import create_app
+    from ...lm.base import LMConfigError
     from ..errors import fail
 
     programs = load_programs(args.programs)
     try:
-        # Programs on the same model share one stack: one cache and one concurrency limit.
-        app = create_app(programs, Models(args), max_concurrency=args.max_concurrency, timeout_s=args.timeout,
-                         queue_timeout_s=args.queue_timeout, max_body_bytes=args.max_body_bytes,
-                         max_batch=args.max_batch)
+        app = build_app(args, programs)
+    except LMConfigError as exc:
+        fail(str(exc))
     except Exception as exc:  # noqa: BLE001 - any start-up failure is one line, exit 2
         fail(f"cannot start: {type(exc).__name__}: {exc}")
     try:
