@@ -38,9 +38,6 @@ class SimQuestion:
     attract: dict[str, float] = field(default_factory=dict)  # standard normal per option text
     registered: bool = True
 
-    def option_text(self, norm_text: str) -> str:
-        return norm_text
-
 
 def stem_text(q: Question) -> str:
     return q.question

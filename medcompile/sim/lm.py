@@ -66,7 +66,8 @@ class SimReplier:
         if kind == "medcompile_proposal":
             return propose(w.effects, q, *parts), ()
         fields = output_fields(text) if kind.startswith("dspy") else []
-        if fields and "answer" not in fields:
+        answer_field = "answer" if "answer" in fields else next((f for f in fields if "answer" in f), None)
+        if fields and answer_field is None:
             values = {f: propose(w.effects, q, f, *parts) if "instruction" in f else GENERIC for f in fields}
             return dspy_reply(kind, fields, values), ()
         scene = w.scene(text)
@@ -91,7 +92,8 @@ class SimReplier:
         wants_reason = f.cot or any(x in fields for x in ("reasoning", "rationale"))
         why = rationale(f.q.stem_words, key, f.displayed[d.index], correct) if wants_reason else None
         if fields:
-            values = {"answer": key, "reasoning": why or "", "rationale": why or "", "_default": why or key}
+            values = {answer_field or "answer": key, "reasoning": why or "", "rationale": why or "",
+                      "_default": why or key}
             return dspy_reply(kind, fields, values), ()
         return medcompile_reply(kind, text, key, why), ()
 

@@ -101,8 +101,6 @@ class _Evaluator:
                 self.attract[i, j] = s.attract.get(t, 0.0)
                 if t == s.gold and self.gold[i] < 0:
                     self.gold[i] = j
-        from .text import norm
-
         self.true = np.array([list(q.options).index(q.answer) if q.answer is not None else -1 for q in self.qs])
         self.diff = np.array([s.difficulty for s in sq])
         self.topic = np.array([s.topic for s in sq])
@@ -110,7 +108,6 @@ class _Evaluator:
         self.goldmask[np.arange(Q), np.maximum(self.gold, 0)] = (self.gold >= 0).astype(float)
         self._demo_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         self._perm_cache: dict[tuple[int, int], np.ndarray] = {}
-        self._norm = norm
         self._memo: dict[tuple, _Out] = {}
         self._knn: dict[tuple[int, int], list] = {}
         self._topics: dict[str, int] = {}

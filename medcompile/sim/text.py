@@ -18,17 +18,6 @@ def words(text: str) -> list[str]:
     return _WORD.findall(_ESCAPES.sub(" ", text.lower()))
 
 
-def word_spans(text: str) -> tuple[list[str], list[tuple[int, int]]]:
-    """Words of `text` and their character spans in it (escapes are blanked, not removed,
-    so spans index the original text)."""
-    blanked = _ESCAPES.sub(lambda m: " " * len(m.group(0)), text.lower())
-    ws, spans = [], []
-    for m in _WORD.finditer(blanked):
-        ws.append(m.group(0))
-        spans.append(m.span())
-    return ws, spans
-
-
 class WordIndex:
     """The words of a text, with character spans computed only for the words asked about
     (building a match object per word is what made long prompts slow)."""

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import warnings
 
-import dspy
 import pytest
 
 import medcompile as mc
