@@ -26,7 +26,8 @@ from .. import __version__
 from ..bank import Bank
 from ..exemplar import Exemplar
 from ..lm.base import LM, LMError, Usage
-from ..lm.meter import BudgetExceeded, MeteredLM
+from ..evaluate.stats import accuracy_ci
+from ..lm.meter import MeteredLM
 from ..modules.base import Module, Needs
 from ..program.program import Program
 from ..progress import log, progress_bar
@@ -36,16 +37,22 @@ from .instructions import propose_instructions
 from .preflight import CompileError, check_data, check_program, metric_identity
 from .rationales import generate_rationales
 from .report import CompileReport, TrialRow
-from .space import BankChoice, Param, apply, canonical, collect_space
-from .trial import Metric, Pruned, TooManyModelErrors, TrialOutcome, accuracy_metric, evaluate_candidate
+from .confirm import Confirmation, run_confirmation, search_leader, stored_usage
+from .search import configure, measured_cost, run_search, scored, trial_params
+from .search import spent as search_spent
+from .selection import DevSplit, candidate_rows, choose, split_dev, summary
+from .space import BankChoice, Param, collect_space
+from .trial import Metric, accuracy_metric
 
 
 @dataclass
 class CompileOptions:
     budget: int = 500
     seed: int = 0
-    max_trials: int = 24
-    minibatch: int = 8
+    max_trials: int = 24  # configurations tried; repeats of tried ones take no slot
+    minibatch: int = 4  # search questions between racing decisions
+    confirm_fraction: float = 0.4  # share of dev questions held out to confirm the finalists on
+    confirm_top: int = 3  # finalists confirmed besides the cheapest configuration
     n_instructions: int = 3
     max_rationales: int | None = None
     objective: str = "accuracy"  # or "pareto": accuracy vs calls per question
@@ -125,6 +132,7 @@ class Compiler:
             "max_trials": self.opts.max_trials, "minibatch": self.opts.minibatch,
             "n_instructions": self.opts.n_instructions, "max_rationales": self.opts.max_rationales,
             "objective": self.opts.objective, "metric": self.metric_id["id"], "embedder": self.opts.embedder,
+            "confirm": [self.opts.confirm_fraction, self.opts.confirm_top],
         }
 
     def study_name(self) -> str:
@@ -147,6 +155,8 @@ class Compiler:
     def run(self) -> CompileResult:
         t0 = time.perf_counter()
         o = self.opts
+        if not 0.0 <= o.confirm_fraction < 1.0 or o.confirm_top < 1:
+            raise CompileError("confirm_fraction must be within 0..1 (exclusive of 1) and confirm_top at least 1")
         name = self.study_name()
         url = self.storage_url(name)
         multi = o.objective == "pareto"
@@ -233,130 +243,37 @@ class Compiler:
         return BankChoice(full=full, cot=cot)
 
     # ---- stage 3: search ---------------------------------------------------------------------
+    def split(self) -> DevSplit:
+        """Search and confirmation questions: a seeded split of the dev set (see `selection`)."""
+        return split_dev(self.dev, self.opts.seed, self.opts.confirm_fraction)
+
     def _search(self, study: optuna.Study, space: list[Param], banks: BankChoice, prep: dict[str, Any]) -> None:
-        o = self.opts
-        multi = o.objective == "pareto"
-        n_startup = max(3, min(8, o.max_trials // 3))
-        cheapest = len(self.dev) * _cheapest(self.declared.root, space, banks)
-        with progress_bar("search", o.max_trials, quiet=o.quiet) as bar:
-            bar.advance(None, n=min(_n_done(study), o.max_trials))
-            misfits = 0
-            while _n_done(study) < o.max_trials:
-                spent = prep["calls"] + _spent(study)
-                if spent >= o.budget:
-                    log(f"budget of {o.budget} calls reached", quiet=o.quiet)
-                    break
-                study.sampler = studies.seeded_sampler(o.seed, _n_done(study), multi, n_startup)
-                trial = study.ask()
-                params = {p.key: p.value(trial.suggest_categorical(p.key, p.optuna_choices())) for p in space}
-                candidate = apply(self.declared.root, params, banks)
-                key = hashlib.sha256(canonical(candidate).encode()).hexdigest()
-                trial.set_user_attr("canonical", key)
-                est = int(len(self.dev) * candidate.calls_per_question())
-                trial.set_user_attr("reserved", est)
-                dup = _find_duplicate(study, key, trial.number)
-                if dup is not None:
-                    self._tell_duplicate(study, trial, dup)
-                    bar.advance(None)
-                    log(f"trial {trial.number:>3} same configuration as trial {dup.number}: reused, 0 calls",
-                        quiet=o.quiet)
-                    continue
-                if spent + est > o.budget:
-                    trial.set_user_attr("skipped", f"needs ~{est} calls, {o.budget - spent} left")
-                    trial.set_user_attr("calls", 0)
-                    study.tell(trial, state=TrialState.FAIL)
-                    misfits += 1
-                    if spent + cheapest > o.budget or misfits >= MAX_MISFITS:
-                        log(f"budget left ({o.budget - spent} calls) is too small for the configurations "
-                            "proposed; stopping search", quiet=o.quiet)
-                        break
-                    continue
-                misfits = 0
-                prog = Program(candidate, name=self.declared.name, templates=self.declared.templates, seed=o.seed)
-                outcome = TrialOutcome()
+        run_search(self, study, space, banks, prep, self.split())
 
-                def report(score: float, step: int, trial: optuna.Trial = trial) -> bool:
-                    if multi:
-                        return False
-                    trial.report(score, step)
-                    return trial.should_prune()
-
-                state = TrialState.COMPLETE
-                stop = False
-                try:
-                    evaluate_candidate(prog, self.dev, self.lm, o.budget - spent, self.metric, minibatch=o.minibatch,
-                                       report=report, concurrency=o.concurrency, outcome=outcome)
-                except Pruned:
-                    state = TrialState.PRUNED
-                except TooManyModelErrors:
-                    state = TrialState.FAIL
-                    trial.set_user_attr("skipped", f"{outcome.model_errors} of {len(outcome.scores)} answers "
-                                                   "were model errors")
-                except BudgetExceeded:
-                    state, stop = TrialState.FAIL, True
-                    trial.set_user_attr("skipped", "budget ran out during the trial")
-                except LMError as exc:
-                    # Fatal backend failure: record what was spent, keep the study, stop cleanly.
-                    self._record(trial, outcome, candidate)
-                    study.tell(trial, state=TrialState.FAIL)
-                    raise CompileError(f"model backend failed during trial {trial.number}: {exc}. "
-                                       "All finished trials are kept; rerun the same command to resume.") from exc
-                self._record(trial, outcome, candidate)
-                if state == TrialState.COMPLETE:
-                    values = [outcome.mean, candidate.calls_per_question()] if multi else outcome.mean
-                    study.tell(trial, values)
-                else:
-                    study.tell(trial, state=state)
-                bar.advance(outcome.usage)
-                log(_trial_line(trial.number, state, outcome, params, space, len(self.dev)), quiet=o.quiet)
-                if stop:
-                    log(f"budget of {o.budget} calls reached during trial {trial.number}", quiet=o.quiet)
-                    break
-
-    def _record(self, trial: optuna.Trial, outcome: TrialOutcome, candidate: Module) -> None:
-        trial.set_user_attr("calls", outcome.calls)
-        trial.set_user_attr("usage", _usage_dict(outcome.usage))
-        trial.set_user_attr("n", len(outcome.scores))
-        trial.set_user_attr("scores", outcome.scores)
-        trial.set_user_attr("abstentions", outcome.abstentions)
-        trial.set_user_attr("cpq", candidate.calls_per_question())
-
-    def _tell_duplicate(self, study: optuna.Study, trial: optuna.Trial, dup: optuna.trial.FrozenTrial) -> None:
-        for k in ("n", "scores", "abstentions", "cpq"):
-            if k in dup.user_attrs:
-                trial.set_user_attr(k, dup.user_attrs[k])
-        trial.set_user_attr("calls", 0)
-        trial.set_user_attr("duplicate_of", dup.number)
-        if dup.state == TrialState.COMPLETE:
-            study.tell(trial, dup.values if len(dup.values) > 1 else dup.values[0])
-        else:
-            study.tell(trial, state=TrialState.PRUNED)
-
-    # ---- stage 4: freeze ------------------------------------------------------------------------
+    # ---- stage 4: confirm the finalists, freeze the choice ----------------------------------------
     def _freeze(self, study: optuna.Study, space: list[Param], banks: BankChoice, prep: dict[str, Any],
                 name: str, url: str, elapsed: float) -> tuple[Program, CompileReport]:
-        from ..evaluate.stats import accuracy_ci
-
         o = self.opts
+        split = self.split()
         trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
         # Trials cut short (process killed, backend down) are redone on resume: leave them out and
         # number the rest in order, so that an interrupted compile writes the same program.
         trials = [t for t in trials if t.state != TrialState.FAIL or "skipped" in t.user_attrs]
         logical = {t.number: i for i, t in enumerate(trials)}
-        complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        if not complete:
+        if not scored(study, len(split.search)):
             raise CompileError(
                 f"no configuration was fully scored within the budget of {o.budget} calls "
-                f"(dev set of {len(self.dev)} questions, {prep['calls']} calls spent on preparation). "
+                f"({len(split.search)} search questions, {prep['calls']} calls spent on preparation). "
                 "Raise --budget or use a smaller dev set; finished work is kept in the study.")
-        best = min(complete, key=lambda t: (-t.values[0], t.user_attrs.get("cpq", 0.0), t.number))
+        conf = run_confirmation(self, study, space, banks, prep, split, search_spent(study))
+        label = {n: str(i) for n, i in logical.items()}
+        chosen_t, sel, dev, cpq = self._choose(study, conf, split, label)
+        params = trial_params(chosen_t, space)
+        # What the chosen program costs a question, measured (a portfolio's cost depends on the questions).
+        final = configure(self.declared.root, params, banks, o.seed).with_expected_calls(cpq)
+        usage = _total_usage(prep, trials, stored_usage(study))
         pareto = [logical[t.number] for t in study.best_trials] if o.objective == "pareto" else []
-        params = {p.key: p.value(best.params[p.key]) for p in space if p.key in best.params}
-        final = apply(self.declared.root, params, banks)
-        scores = best.user_attrs["scores"]
-        ci = accuracy_ci([s >= 0.5 for s in scores], seed=o.seed) if self.metric is accuracy_metric else None
-        usage = _total_usage(prep, trials)
-        cpq = final.calls_per_question()
+        s_scores = chosen_t.user_attrs["scores"]
         info: dict[str, Any] = {
             "compiler": f"medcompile {__version__}",
             "study": name,
@@ -365,39 +282,56 @@ class Compiler:
             "usage": usage,
             "data": {"train": {"n": len(self.train), "sha256": _fingerprint(self.train)},
                      "dev": {"n": len(self.dev), "sha256": _fingerprint(self.dev)}},
-            "dev": {"metric": self.metric_name, "score": round(best.values[0], 6), "n": len(scores),
-                    **({"ci95": [round(ci.low, 6), round(ci.high, 6)]} if ci else {})},
+            "dev": dev,
+            "search": {"score": round(sum(s_scores) / len(s_scores), 6), "n": len(s_scores)},
+            "selection": sel,
             "chosen": {k: (v if not isinstance(v, str) or len(v) <= 64 else f"<{len(v)} chars>")
                        for k, v in sorted(params.items())},
-            "chosen_trial": logical[best.number],
+            "chosen_trial": logical[chosen_t.number],
             "calls_per_question": cpq,
             "rationales": prep["rationale_stats"],
             "instructions": prep["instructions"],
-            "trials": {s: sum(1 for t in trials if t.state.name == s) for s in ("COMPLETE", "PRUNED", "FAIL")},
+            "trials": {**{s: sum(1 for t in trials if t.state.name == s) for s in ("COMPLETE", "PRUNED", "FAIL")},
+                       "repeats": sum(1 for t in trials if "duplicate_of" in t.user_attrs)},
         }
         if pareto:
             info["pareto_front"] = pareto
+        log(sel["verdict"], quiet=o.quiet)
         program = Program(final, name=self.declared.name, signature=self.declared.signature,
                           templates=self.declared.templates, lm=self.lm_settings, compile_info=info, seed=o.seed)
-        rows = [TrialRow.from_trial(t, space) for t in trials]
-        for row, t in zip(rows, trials):
-            row.number = logical[t.number]
-            if "duplicate_of" in t.user_attrs:
-                row.note = f"same as trial {logical.get(t.user_attrs['duplicate_of'], t.user_attrs['duplicate_of'])}"
+        confirmed = {int(r["trial"]): r["score"] for r in sel.get("candidates", [])}
+        rows = [TrialRow.from_trial(t, space, label, confirmed.get(logical[t.number])) for t in trials]
         report = CompileReport(info=info, trials=rows, live_usage=self.lm.snapshot().to_dict(),
                                elapsed_s=elapsed, storage=_redact(url), pareto=pareto)
         program.report = report
         return program, report
 
+    def _choose(self, study: optuna.Study, conf: Confirmation, split: DevSplit, label: dict[int, str]
+                ) -> tuple[optuna.trial.FrozenTrial, dict[str, Any], dict[str, Any], float]:
+        """(chosen trial, selection summary, dev estimate, measured calls per question)."""
+        o = self.opts
+        skipped = [f"trial {label[n]}: {why}" for n, why in conf.skipped]
+        if conf.candidates:
+            choice = choose(conf.candidates)
+            sel = summary(choice, label, o.seed, split)
+            sel["candidates"] = candidate_rows(conf.candidates, choice, label, o.seed)
+            chosen_t, scores, cpq = conf.trials[choice.chosen.number], choice.chosen.scores, choice.chosen.cost
+            where = "search" if split.reused else "confirmation"
+        else:  # nothing fit in the budget left: the search scores are all there is
+            chosen_t = search_leader(study, len(split.search))
+            scores, cpq = chosen_t.user_attrs["scores"], measured_cost(chosen_t)
+            sel = {**split.to_dict(), "verdict": "selection: no finalist could be scored on the confirmation "
+                                                 "questions within the budget; chosen on the search questions"}
+            where = "search"
+        if skipped:
+            sel["not_confirmed"] = skipped
+        ci = accuracy_ci([s >= 0.5 for s in scores], seed=o.seed) if self.metric is accuracy_metric else None
+        dev = {"metric": self.metric_name, "score": round(sum(scores) / len(scores), 6), "n": len(scores),
+               "questions": where, **({"ci95": [round(ci.low, 6), round(ci.high, 6)]} if ci else {})}
+        return chosen_t, sel, dev, round(cpq, 6)
+
 
 # ---- helpers ---------------------------------------------------------------------------------------
-MAX_MISFITS = 25  # proposals in a row that do not fit the budget before the search gives up
-
-
-def _cheapest(root: Module, space: list[Param], banks: BankChoice) -> float:
-    """Calls per question of the cheapest configuration: fewest shuffles, paths, refinements."""
-    params = {p.key: min(p.choices) for p in space if p.name in ("n", "m", "r")}
-    return apply(root, params, banks).calls_per_question()
 def _fingerprint(qs: Sequence[Question]) -> str:
     blob = json.dumps([q.to_dict() for q in qs], sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
@@ -417,30 +351,6 @@ def _embedder_settings(spec: str | dict | None) -> dict | None:
     return make_embedder(spec).settings()
 
 
-def _n_done(study: optuna.Study) -> int:
-    """Trials that count for re-seeding: finished ones and budget skips, not killed ones."""
-    return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.state in studies.FINISHED or (t.state == TrialState.FAIL and "skipped" in t.user_attrs))
-
-
-def _spent(study: optuna.Study) -> int:
-    """Logical calls of finished trials, plus what running trials (other workers) reserved."""
-    total = 0
-    for t in study.get_trials(deepcopy=False):
-        if t.state == TrialState.RUNNING:
-            total += int(t.user_attrs.get("reserved", 0))
-        elif t.state in studies.FINISHED or "skipped" in t.user_attrs:
-            total += int(t.user_attrs.get("calls", 0))
-    return total
-
-
-def _find_duplicate(study: optuna.Study, key: str, number: int) -> optuna.trial.FrozenTrial | None:
-    for t in studies.finished_trials(study):
-        if t.number != number and t.user_attrs.get("canonical") == key and "scores" in t.user_attrs:
-            return t
-    return None
-
-
 def _usage_dict(u: Usage) -> dict[str, Any]:
     return {"calls": u.calls, "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
             "cost": round(u.cost, 8)}
@@ -452,22 +362,15 @@ def _logical(before: Usage, after: Usage) -> dict[str, Any]:
     return _usage_dict(usage_diff(after, before))
 
 
-def _total_usage(prep: dict[str, Any], trials: list[optuna.trial.FrozenTrial]) -> dict[str, Any]:
+def _total_usage(prep: dict[str, Any], trials: list[optuna.trial.FrozenTrial],
+                 confirmations: list[dict[str, Any]]) -> dict[str, Any]:
     tot = dict(prep["usage"])
-    for t in trials:
-        if t.state in studies.FINISHED or "skipped" in t.user_attrs:
-            for k, v in t.user_attrs.get("usage", {}).items():
-                tot[k] = tot.get(k, 0) + v
+    done = [t.user_attrs.get("usage", {}) for t in trials if t.state in studies.FINISHED or "skipped" in t.user_attrs]
+    for u in done + confirmations:
+        for k, v in u.items():
+            tot[k] = tot.get(k, 0) + v
     tot["cost"] = round(tot.get("cost", 0.0), 8)
     return tot
-
-
-def _trial_line(number: int, state: TrialState, o: TrialOutcome, params: dict[str, Any], space: list[Param],
-                n_dev: int) -> str:
-    shown = ", ".join(f"{p.key.split('.')[-1] if p.name != 'instruction' else 'instr'}="
-                      f"{(p.choices.index(params[p.key]) if p.name == 'instruction' else params[p.key])}" for p in space)
-    return (f"trial {number:>3} {state.name.lower():8} score {o.mean:.3f} on {len(o.scores)}/{n_dev} "
-            f"calls {o.calls:>5}  {shown}")
 
 
 def _wait_for_prep(study: optuna.Study, timeout_s: float) -> dict[str, Any]:

@@ -18,15 +18,21 @@ from ..atomic import write_text_atomic
 class TrialRow:
     number: int
     state: str
-    score: float | None
+    score: float | None  # on the search questions
     n: int
     calls: int
     calls_per_question: float | None
     params: dict[str, Any]
     note: str = ""
+    confirm_score: float | None = None  # on the confirmation questions, for the finalists
 
     @classmethod
-    def from_trial(cls, t: Any, space: list[Any]) -> "TrialRow":
+    def from_trial(cls, t: Any, space: list[Any], label: dict[int, str] | None = None,
+                   confirm_score: float | None = None) -> "TrialRow":
+        """`label` maps optuna trial numbers to the numbers shown (killed trials left out)."""
+        from .selection import race_note
+
+        label = label or {}
         shown = {}
         for p in space:
             if p.key in t.params:
@@ -34,12 +40,17 @@ class TrialRow:
                 shown[p.key] = p.choices.index(v) if p.name == "instruction" else v
         note = ""
         if "duplicate_of" in t.user_attrs:
-            note = f"same as trial {t.user_attrs['duplicate_of']}"
+            d = t.user_attrs["duplicate_of"]
+            note = f"same as trial {label.get(d, d)}: no trial slot taken"
         elif "skipped" in t.user_attrs:
             note = f"skipped: {t.user_attrs['skipped']}"
+        elif "pruned" in t.user_attrs:
+            why = t.user_attrs["pruned"]
+            note = race_note(why, label.get(why["ref"], str(why["ref"])))
         scores = t.user_attrs.get("scores") or []
-        return cls(t.number, t.state.name, (sum(scores) / len(scores)) if scores else None, len(scores),
-                   int(t.user_attrs.get("calls", 0)), t.user_attrs.get("cpq"), shown, note)
+        return cls(int(label.get(t.number, t.number)), t.state.name, (sum(scores) / len(scores)) if scores else None,
+                   len(scores), int(t.user_attrs.get("calls", 0)), t.user_attrs.get("cpq"), shown, note,
+                   confirm_score)
 
 
 @dataclass
@@ -66,7 +77,8 @@ class CompileReport:
         ci = f" (95% CI {dev['ci95'][0]:.3f} to {dev['ci95'][1]:.3f})" if "ci95" in dev else ""
         lines = [
             f"# Compile report: {i['study']}", "",
-            f"- dev {dev['metric']}: **{dev['score']:.3f}**{ci}, n = {dev['n']}",
+            f"- dev {dev['metric']} of the chosen program on the {dev.get('questions', 'dev')} questions: "
+            f"**{dev['score']:.3f}**{ci}, n = {dev['n']}",
             f"- chosen (trial {i['chosen_trial']}): " + ", ".join(f"`{k}={v}`" for k, v in i["chosen"].items()),
             f"- calls per question of the result: {i['calls_per_question']:g}",
             f"- budget: {i['budget']['spent_calls']} of {i['budget']['max_calls']} model calls spent "
@@ -79,17 +91,47 @@ class CompileReport:
         ]
         for n, text in enumerate(i["instructions"]):
             lines.append(f"  {n}. {text}")
-        lines += ["", "| trial | state | score | n | calls | calls/q | params | note |",
-                  "|---:|---|---:|---:|---:|---:|---|---|"]
+        lines += self._selection_lines()
+        lines += ["", "## Trials (scores on the search questions)", "",
+                  "| trial | state | search score | n | confirmation | calls | calls/q | params | note |",
+                  "|---:|---|---:|---:|---:|---:|---:|---|---|"]
         for t in self.trials:
             score = f"{t.score:.3f}" if t.score is not None else ""
+            conf = f"{t.confirm_score:.3f}" if t.confirm_score is not None else ""
             cpq = f"{t.calls_per_question:g}" if t.calls_per_question is not None else ""
             params = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in t.params.items())
             star = " ★" if t.number == i["chosen_trial"] else ""
-            lines.append(f"| {t.number}{star} | {t.state.lower()} | {score} | {t.n} | {t.calls} | {cpq} | {params} | {t.note} |")
+            lines.append(f"| {t.number}{star} | {t.state.lower()} | {score} | {t.n} | {conf} | {t.calls} | {cpq} | "
+                         f"{params} | {t.note} |")
         if self.pareto:
             lines += ["", f"Pareto front (accuracy vs calls/question): trials {self.pareto}"]
         return "\n".join(lines) + "\n"
+
+    def _selection_lines(self) -> list[str]:
+        sel = self.info.get("selection") or {}
+        if not sel:
+            return []
+        lines = ["", "## Selection", "",
+                 f"- {sel.get('search_questions')} search questions (trials raced on them), "
+                 f"{sel.get('confirmation_questions')} confirmation questions the search never saw"
+                 + (" (dev set too small to hold any out: confirmation reuses the search questions)"
+                    if sel.get("confirmation_reuses_search") else ""),
+                 *([f"- rule: {sel['rule']}"] if "rule" in sel else []),
+                 f"- {sel['verdict']}"]
+        for why in sel.get("not_confirmed", []):
+            lines.append(f"- not confirmed: {why}")
+        cands = sel.get("candidates", [])
+        if cands:
+            lines += ["", "| trial | calls/q | search score | confirmation score (95% CI) | p vs best | note |",
+                      "|---:|---:|---:|---|---:|---|"]
+            for c in cands:
+                note = ", ".join(x for x, on in (("chosen", c["chosen"]), ("cheapest configuration",
+                                 c["cheapest_configuration"]), ("not significantly worse than the best",
+                                 c["not_worse_than_best"] and not c["chosen"])) if on)
+                search = f"{c['search_score']:.3f}" if c["search_score"] is not None else ""
+                lines.append(f"| {c['trial']} | {c['calls_per_question']:g} | {search} | {c['score']:.3f} "
+                             f"({c['ci95'][0]:.3f} to {c['ci95'][1]:.3f}), n={c['n']} | {c['p_vs_best']:.3g} | {note} |")
+        return lines
 
     def plot(self, path: Path) -> None:
         import matplotlib
@@ -102,11 +144,21 @@ class CompileReport:
             pts = [(t.calls_per_question, t.score) for t in self.trials if t.state == state and t.score is not None]
             if pts:
                 ax.scatter([p[0] for p in pts], [p[1] for p in pts], c=color, label=state.lower(), alpha=0.8)
+        sel = self.info.get("selection") or {}
+        cands = sel.get("candidates", [])
+        if cands:  # finalists on the confirmation questions, with their 95% CIs
+            xs, ys = [c["calls_per_question"] for c in cands], [c["score"] for c in cands]
+            err = [[c["score"] - c["ci95"][0] for c in cands], [c["ci95"][1] - c["score"] for c in cands]]
+            ax.errorbar(xs, ys, yerr=err, fmt="o", mfc="none", c="tab:green", capsize=3,
+                        label=f"confirmation (n={cands[0]['n']})")
         chosen = [t for t in self.trials if t.number == self.info["chosen_trial"]]
-        if chosen and chosen[0].score is not None:
-            ax.scatter([chosen[0].calls_per_question], [chosen[0].score], marker="*", s=250, c="tab:red", label="chosen")
+        if chosen:
+            y = chosen[0].confirm_score if chosen[0].confirm_score is not None else chosen[0].score
+            if y is not None:
+                ax.scatter([self.info["calls_per_question"]], [y], marker="*", s=250, c="tab:red", label="chosen")
         ax.set_xlabel("model calls per question")
-        ax.set_ylabel(f"dev {self.info['dev']['metric']} (n={self.info['dev']['n']})")
+        n_search = sel.get("search_questions", self.info["dev"]["n"])
+        ax.set_ylabel(f"{self.info['dev']['metric']} (search: n={n_search})")
         ax.set_title("compile trials")
         ax.legend()
         fig.tight_layout()

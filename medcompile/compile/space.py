@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ..bank import Bank
 from ..modules.base import Module
@@ -79,3 +79,66 @@ class BankChoice:
 def canonical(root: Module) -> str:
     """A text identifying what a configured program does, for spotting repeats."""
     return json.dumps(root.to_config(), sort_keys=True)
+
+
+# ---- conditional choices ---------------------------------------------------------------------------
+def _own(path: str, chosen: Mapping[str, Any]) -> dict[str, Any]:
+    """The values in `chosen` that belong to the module at `path`, by parameter name."""
+    return {k[len(path) + 1:] if path else k: v for k, v in chosen.items()
+            if (k.rsplit(".", 1)[0] if "." in k else "") == path}
+
+
+def is_inert(root: Module, p: Param, chosen: Mapping[str, Any]) -> bool:
+    """True when `p` cannot change the program given the values chosen so far: the module
+    or one of its ancestors says so (`Module.inert_params`), e.g. Retrieve's strategy at
+    k=0 or a Refine's inner temperature."""
+    for path, m in root.walk():
+        if path and p.path != path and not p.path.startswith(path + "."):
+            continue
+        rel = p.key[len(path) + 1:] if path else p.key
+        if any(rel == d or rel.startswith(d + ".") for d in m.inert_params(_own(path, chosen))):
+            return True
+    return False
+
+
+def active_params(root: Module, space: list[Param], pick: Callable[[Param], Any]) -> dict[str, Any]:
+    """Choose values in space order (a module's own choices before its children's),
+    asking `pick` only for choices that still matter."""
+    chosen: dict[str, Any] = {}
+    for p in space:
+        if not is_inert(root, p, chosen):
+            chosen[p.key] = pick(p)
+    return chosen
+
+
+def count_configurations(root: Module, space: list[Param], limit: int = 100_000) -> int | None:
+    """How many distinct configurations the space holds once inert choices are dropped
+    (None when the full product is over `limit`)."""
+    total = 1
+    for p in space:
+        total *= len(p.choices)
+    if total > limit:
+        return None
+
+    def count(i: int, chosen: dict[str, Any]) -> int:
+        if i == len(space):
+            return 1
+        p = space[i]
+        if is_inert(root, p, chosen):
+            return count(i + 1, chosen)
+        return sum(count(i + 1, {**chosen, p.key: c}) for c in p.choices)
+
+    return count(0, {})
+
+
+def simplest_choice(p: Param) -> Any:
+    """The smallest number (0 exemplars, 1 shuffle, temperature 0, no reasoning) or the
+    first option (the declared instruction, the declared strategy)."""
+    numbers = [c for c in p.choices if isinstance(c, (bool, int, float))]
+    return min(numbers) if numbers else p.choices[0]
+
+
+def baseline_params(root: Module, space: list[Param]) -> dict[str, Any]:
+    """The cheapest, simplest configuration: every choice at its simplest. For Medprompt
+    that is zero-shot with a direct answer and one call a question."""
+    return active_params(root, space, simplest_choice)

@@ -1,7 +1,7 @@
-"""Scoring one candidate configuration on the dev split, minibatch by minibatch.
+"""Scoring one candidate configuration on dev questions, minibatch by minibatch.
 
-After each minibatch the running score goes to optuna, whose pruner stops a weak
-configuration before it spends the rest of its calls.
+After each minibatch the caller's `report` sees the running scores and may stop a
+configuration (racing, `selection.race`) before it spends the rest of its calls.
 """
 from __future__ import annotations
 
@@ -61,6 +61,7 @@ def evaluate_candidate(program: Program, dev: Sequence[Question], lm: MeteredLM,
                 outcome.scores.append(float(metric(q, r.prediction)))
                 outcome.abstentions += int(r.prediction.answer is None)
                 outcome.model_errors += int(r.usage.failures > 0 and r.prediction.answer is None)
+            outcome.calls = budgeted.calls  # so far: a racing `report` compares cost per question
             if outcome.model_errors * 2 > len(outcome.scores):
                 raise TooManyModelErrors()
             if report is not None and start + minibatch < len(dev) and report(outcome.mean, len(outcome.scores)):

@@ -202,6 +202,19 @@ class Module:
         return self
 
     # ---- tuning ---------------------------------------------------------------------
+    def inert_params(self, chosen: Mapping[str, Any]) -> set[str]:
+        """Choices that cannot change what this module does, given its own chosen values
+        (`chosen`, by name; a missing one keeps its current setting): own parameter names,
+        or a child's (``"inner.temperature"``, ``"members.1"`` for a whole subtree). The
+        compiler neither searches nor reports them."""
+        return set()
+
+    def seeded(self, seed: int, *, override: bool = False) -> "Module":
+        """A copy whose own random draws use `seed` (an explicit seed is kept unless
+        `override`). Only modules that draw random numbers (shuffles, random exemplars)
+        have one; see `seed_tree`."""
+        return self
+
     def space(self) -> dict[str, tuple[Any, ...]]:
         """This module's own open choices (not its children's)."""
         if self.tune is None:
@@ -214,6 +227,11 @@ class Module:
 
     def calls_per_question(self) -> float:
         raise NotImplementedError
+
+    def with_expected_calls(self, calls_per_question: float) -> "Module":
+        """A copy recording its mean calls per question as measured on dev at compile time.
+        Only modules whose cost depends on the question (a portfolio) keep it; others ignore it."""
+        return self
 
     # ---- serialisation ------------------------------------------------------------
     def to_config(self) -> dict[str, Any]:
@@ -250,6 +268,18 @@ class Resolver:
             return cls.from_config(d, self)
         finally:
             self._depth -= 1
+
+
+def seed_tree(root: Module, program_seed: int, *, override: bool = False, path: str = "") -> Module:
+    """`root` with each module's randomness derived from the program seed and the module's
+    path in the tree, so `--seed` reaches shuffle orders and random exemplars too. Seeds
+    already set are kept unless `override` (the compiler overrides: the compile seed
+    decides). A tree with nothing to change comes back as the same object."""
+    kids = dict(root.children())
+    new = {name: seed_tree(child, program_seed, override=override, path=f"{path}.{name}" if path else name)
+           for name, child in kids.items()}
+    out = root.with_children(new) if any(new[n] is not kids[n] for n in kids) else root
+    return out.seeded(derive_seed(program_seed, "module", path), override=override)
 
 
 def tune_to_config(tune: Mapping[str, tuple[Any, ...]] | None) -> dict[str, list[Any]] | None:

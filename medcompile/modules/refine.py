@@ -61,6 +61,9 @@ class Refine(Module):
     def with_children(self, new: Mapping[str, Module]) -> "Refine":
         return replace(self, inner=new.get("inner", self.inner))
 
+    def inert_params(self, chosen: Mapping[str, Any]) -> set[str]:
+        return {"inner.temperature"}  # paths and refinements sample at this module's temperature
+
     def configure(self, params: Mapping[str, Any]) -> "Refine":
         return replace(self, m=int(params.get("m", self.m)), r=int(params.get("r", self.r)), tune=False)
 

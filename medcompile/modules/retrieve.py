@@ -25,7 +25,7 @@ class Retrieve(Module):
     k: int = 3
     strategy: str = "knn"
     bank: Bank | None = None
-    seed: int = 0
+    seed: int | None = None  # None: derived from the program seed and this module's path
     tune: Any = True
     #: Name of the bank in the program file; None until `Program` names it after this module's path.
     bank_name: str | None = None
@@ -67,9 +67,15 @@ class Retrieve(Module):
 
     def static_demos(self) -> list[Exemplar]:
         assert self.bank is not None
-        rng = random.Random(self.seed)
+        rng = random.Random(self.seed or 0)
         idx = rng.sample(range(len(self.bank)), min(self.k, len(self.bank)))
         return [self.bank.exemplars[i] for i in idx]
+
+    def inert_params(self, chosen: Mapping[str, Any]) -> set[str]:
+        return {"strategy"} if chosen.get("k", self.k) == 0 else set()  # zero-shot: no exemplars to choose
+
+    def seeded(self, seed: int, *, override: bool = False) -> "Retrieve":
+        return self if self.seed is not None and not override else replace(self, seed=seed)
 
     def configure(self, params: Mapping[str, Any]) -> "Retrieve":
         return replace(self, k=int(params.get("k", self.k)), strategy=params.get("strategy", self.strategy), tune=None)

@@ -55,7 +55,7 @@ def permutation_for(q: Question, seed: int, i: int) -> list[int]:
 class Shuffle(Module):
     inner: Module
     n: int = 5
-    seed: int = 0
+    seed: int | None = None  # None: derived from the program seed and this module's path
     tune: Any = True
 
     type_name: ClassVar[str] = "Shuffle"
@@ -70,7 +70,7 @@ class Shuffle(Module):
     def forward(self, q: Question, ctx: RunContext, path: str) -> Prediction:
         def run(i: int) -> Callable[[], Prediction]:
             def call() -> Prediction:
-                shuffled, back = permute(q, permutation_for(q, self.seed, i))
+                shuffled, back = permute(q, permutation_for(q, self.seed or 0, i))
                 return _map_back(self.inner(shuffled, ctx, f"{path}/shuffle{i}"), back)
             return call
 
@@ -81,6 +81,9 @@ class Shuffle(Module):
 
     def with_children(self, new: Mapping[str, Module]) -> "Shuffle":
         return replace(self, inner=new.get("inner", self.inner))
+
+    def seeded(self, seed: int, *, override: bool = False) -> "Shuffle":
+        return self if self.seed is not None and not override else replace(self, seed=seed)
 
     def configure(self, params: Mapping[str, Any]) -> "Shuffle":
         return replace(self, n=int(params.get("n", self.n)), tune=False)

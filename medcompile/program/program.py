@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from ..lm.base import LM, LMError, Usage
-from ..modules.base import Module, ModuleError, Prediction, RunContext
+from ..modules.base import Module, ModuleError, Prediction, RunContext, seed_tree
 from ..modules.fanout import parallel_capacity
 from ..prompts.builder import PromptBuilder
 from ..prompts.templates import DEFAULT_TEMPLATES, check_templates
@@ -61,7 +61,7 @@ class Program:
                  compile_info: Mapping[str, Any] | None = None, seed: int = 0):
         if not isinstance(root, Module):
             raise TypeError(f"a Program needs a root Module, got {type(root).__name__}")
-        self.root = name_banks(root)
+        self.root = seed_tree(name_banks(root), seed)  # shuffles and random exemplars follow the program seed
         self.banks()  # two different banks under one name: refused now, not when saving
         self.name = name
         self.signature = Signature.coerce(signature) if signature is not None else _first_signature(root)

@@ -1,0 +1,233 @@
+"""Selection that respects noise: held-out confirmation, paired racing, the cheapest of
+the not-significantly-worse, conditional choices, repeats that take no slot, seeds."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from medcompile import Predict, Program, Refine, Retrieve, SelfCoT, Shuffle, Vote
+from medcompile.compile import optimize
+from medcompile.compile.selection import (Candidate, Reference, choose, questions_to_separate, race,
+                                          split_dev)
+from medcompile.compile.space import baseline_params, collect_space, count_configurations, is_inert
+from medcompile.lm.registry import wrap_lm
+from medcompile.lm.scripted import ScriptedLM
+from programs import medprompt
+from tests.compile.test_optimizer import ALL, GOLD, biased_lm, make_questions
+from tests.core.scripted import last_question, proposes_instruction, reply, unit
+
+
+# ---- the statistics, alone -------------------------------------------------------------------------
+def test_split_is_seeded_disjoint_and_independent_of_input_order():
+    qs = make_questions(50)
+    a, b = split_dev(qs, 0, 0.4), split_dev(list(reversed(qs)), 0, 0.4)
+    assert [q.id for q in a.search] == [q.id for q in b.search] and [q.id for q in a.confirm] == [q.id for q in b.confirm]
+    assert len(a.confirm) == 20 and len(a.search) == 30 and not {q.id for q in a.search} & {q.id for q in a.confirm}
+    assert [q.id for q in split_dev(qs, 1, 0.4).confirm] != [q.id for q in a.confirm]
+    tiny = split_dev(qs[:3], 0, 0.4)  # too few to hold any out: confirmation reuses the search questions
+    assert tiny.reused and tiny.search == tiny.confirm
+
+
+def test_race_stops_the_significantly_worse_and_the_costlier_that_is_not_ahead():
+    leader = Reference(0, [1.0] * 8, cost=1.0)
+    assert race([0.0] * 4 + [1.0] * 4, 1.0, leader, None)["rule"] == "worse"  # 4 losses in 8: significant
+    assert race([0.0] + [1.0] * 7, 1.0, leader, None) is None  # one loss in 8: not significant, keep going
+    assert race([0.0] * 3, 1.0, leader, None) is None  # too few questions to decide anything
+    cheap = Reference(1, [1.0, 0.0] * 4, cost=1.0)
+    assert race([1.0, 0.0] * 4, 5.0, None, cheap)["rule"] == "costlier"  # same answers, five times the calls
+    assert race([1.0, 0.0] * 4, 1.0, None, cheap) is None  # same answers at the same cost: no reason to stop
+    assert race([1.0, 1.0] + [1.0, 0.0] * 3, 5.0, None, cheap) is None  # costlier but ahead: keep going
+
+
+def cand(number: int, correct: list[int], cost: float, *, baseline: bool = False, tokens: float = 100.0) -> Candidate:
+    return Candidate(number, [float(x) for x in correct], cost, tokens, baseline=baseline)
+
+
+def test_choice_takes_the_cheapest_of_equals_and_the_expensive_only_when_significantly_better():
+    n = 40
+    base = [1] * 20 + [0] * 20
+    similar = [1] * 22 + [0] * 18  # +5 points: noise at n=40
+    much_better = [1] * 38 + [0] * 2  # +45 points
+    c = choose([cand(0, base, 1.0, baseline=True), cand(1, similar, 5.0)])
+    assert c.chosen.number == 0 and c.best.number == 1  # equal quality as far as 40 questions tell: the cheaper
+    c = choose([cand(0, base, 1.0, baseline=True), cand(1, much_better, 5.0), cand(2, similar, 3.0)])
+    assert c.chosen.number == 1 and c.p_vs_best[0] < 0.05 and c.p_vs_best[2] < 0.05
+    # same cost: the better estimate, then fewer tokens, then trial order
+    c = choose([cand(3, similar, 1.0, tokens=50), cand(4, similar, 1.0, tokens=10), cand(5, base, 1.0)])
+    assert c.chosen.number == 4 and len(c.chosen.scores) == n
+
+
+def test_questions_to_separate_is_the_mcnemar_sample_size():
+    a = [True] * 80 + [True] * 5 + [False] * 15   # p10 = 0.05 (a right, b wrong)
+    b = [True] * 80 + [False] * 5 + [True] * 15   # p01 = 0.15
+    # Connor (1987): (1.96 sqrt(0.2) + 0.8416 sqrt(0.2 - 0.01))^2 / 0.1^2 = 154.6
+    assert questions_to_separate(a, b) == 155
+    assert questions_to_separate(a, a) is None  # no difference observed: no finite answer
+
+
+# ---- the search space: conditional choices ------------------------------------------------------------
+def test_choices_that_cannot_change_the_program_are_not_searched():
+    root = medprompt.build().root
+    space = collect_space(root, ("i0", "i1", "i2"))
+    strategy = next(p for p in space if p.name == "strategy")
+    assert is_inert(root, strategy, {"members.0.inner.demos.k": 0})
+    assert not is_inert(root, strategy, {"members.0.inner.demos.k": 3})
+    # 3 shuffles x 2 cot x 3 instructions x 2 temperatures x (k=0, or k in 1,3,5 with knn|random)
+    assert count_configurations(root, space) == 3 * 2 * 3 * 2 * (1 + 3 * 2)
+    assert baseline_params(root, space) == {"members.0.n": 1, "members.0.inner.cot": False,
+                                            "members.0.inner.instruction": "i0", "members.0.inner.temperature": 0.0,
+                                            "members.0.inner.demos.k": 0}
+    er = Refine(SelfCoT(demos=Retrieve(k=1, strategy="random", tune=False)), m=2, r=1, tune=False)
+    temp = next(p for p in collect_space(er) if p.name == "temperature")  # Refine samples at its own temperature
+    assert is_inert(er, temp, {})
+
+
+def exact_lm() -> ScriptedLM:
+    """Knows a fixed 60% of the questions whatever the prompt (else picks the same wrong option
+    text): every configuration answers alike, so the extra calls of an ensemble buy nothing."""
+
+    def fn(req):
+        if (instr := proposes_instruction(req)) is not None:
+            return instr
+        stem, opts = last_question(req)
+        if unit(stem, "knows") < 0.6:
+            text = GOLD[stem]
+        else:
+            text = sorted(t for t in opts.values() if t != GOLD[stem])[0]
+        return reply(req, next(k for k, v in opts.items() if v == text))
+
+    return ScriptedLM(fn, model="exact")
+
+
+def test_equal_quality_gives_the_cheaper_configuration_and_the_report_says_so(tmp_path, capfd):
+    prog = optimize(medprompt.build(), ALL[:30], ALL[30:70], lm=wrap_lm(exact_lm(), cache=False), budget=1500,
+                    seed=0, max_trials=10, minibatch=4, n_instructions=0, max_rationales=6, out=tmp_path / "eq.json")
+    info = prog.compile_info
+    assert prog.calls_per_question() == 1 and info["calls_per_question"] == 1
+    sel, dev = info["selection"], info["dev"]
+    assert sel["search_questions"] + sel["confirmation_questions"] == 40 and sel["confirmation_questions"] == 16
+    assert dev["questions"] == "confirmation" and dev["n"] == 16 and dev["ci95"][0] <= dev["score"] <= dev["ci95"][1]
+    assert sel["chosen"] == {"trial": str(info["chosen_trial"]), "score": dev["score"], "n": 16, "ci95": dev["ci95"],
+                             "calls_per_question": 1.0}
+    # every candidate answered alike: nothing is significant, and no sample size would separate them
+    if sel["vs_runner_up"] is not None:
+        assert sel["vs_runner_up"]["p"] == 1.0 and not sel["vs_runner_up"]["significantly_better"]
+        assert sel["questions_to_separate"] is None
+    assert any(c["cheapest_configuration"] for c in sel["candidates"])
+    # costlier configurations were stopped early: they gave the very answers of a cheaper one
+    report = prog.report.to_dict()
+    assert any("costs more calls" in t["note"] for t in report["trials"])
+    # choices that cannot matter are not reported: no strategy for zero-shot trials
+    assert all("members.0.inner.demos.strategy" not in t["params"]
+               for t in report["trials"] if t["params"].get("members.0.inner.demos.k") == 0)
+    err = capfd.readouterr().err
+    assert re.search(r"selection: trial \d+ \(1 call/question\) scored [0-9.]+ on 16 confirmation questions", err)
+    md = (tmp_path / "eq.report.md").read_text()
+    assert "## Selection" in md and sel["verdict"] in md
+
+
+def test_nothing_helps_on_the_simulator_gives_a_one_call_program(tmp_path):
+    sim = pytest.importorskip("medcompile.sim")
+    qs = make_questions(160)
+    world = sim.SimWorld(qs, profile="nothing_helps", seed=0, use_embeddings=False)
+    prog = optimize(medprompt.build(), qs[:60], qs[60:120], lm=wrap_lm(world.lm(mode="text"), cache=False),
+                    budget=500, seed=0, max_trials=10, n_instructions=0, max_rationales=10, quiet=True,
+                    out=tmp_path / "nh.json")
+    assert prog.calls_per_question() == 1, prog.compile_info["chosen"]
+    assert prog.compile_info["budget"]["spent_calls"] <= 500
+
+
+# ---- trial slots ----------------------------------------------------------------------------------------
+def small_program() -> Program:
+    """k in (0, 1, 2) x temperature in (0, 0.7): six configurations."""
+    return Program(Predict(demos=Retrieve(k=1, strategy="random", tune={"k": (0, 1, 2)}),
+                           tune={"temperature": (0.0, 0.7)}), name="small")
+
+
+def _trials(prog) -> list[dict]:
+    return prog.report.to_dict()["trials"]
+
+
+def test_repeated_proposals_take_no_trial_slot(tmp_path, capfd):
+    lm = wrap_lm(biased_lm(), cache=False)
+    everything = optimize(small_program(), ALL[:20], ALL[20:40], lm=lm, budget=2000, seed=0, max_trials=20,
+                          minibatch=4, n_instructions=0, out=tmp_path / "all.json")
+    rows = _trials(everything)
+    tried = [t for t in rows if "same as trial" not in t["note"]]
+    assert len(tried) == 6 and len({json.dumps(t["params"], sort_keys=True) for t in tried}) == 6
+    assert everything.compile_info["trials"]["repeats"] == len(rows) - 6 >= 1
+    assert "every one of the 6 configurations" in capfd.readouterr().err
+    four = optimize(small_program(), ALL[:20], ALL[20:40], lm=wrap_lm(biased_lm(), cache=False), budget=2000, seed=0,
+                    max_trials=4, minibatch=4, n_instructions=0, quiet=True, out=tmp_path / "four.json")
+    assert sum("same as trial" not in t["note"] for t in _trials(four)) == 4
+
+
+def test_failed_trials_show_their_reason_in_the_progress(tmp_path, capfd):
+    from medcompile.lm.base import LMError
+
+    inner = biased_lm()
+
+    def fn(req):
+        if "step by step" not in (req.prompt or ""):
+            raise LMError("refused by the gateway", retryable=False)
+        return inner.fn(req)
+
+    optimize(medprompt.build(), ALL[:30], ALL[30:50], lm=ScriptedLM(fn), budget=2000, seed=0, max_trials=6,
+             minibatch=4, n_instructions=0, max_rationales=6, out=tmp_path / "e.json")
+    err = capfd.readouterr().err
+    assert re.search(r"trial +\d+ failed .*\(\d+ of \d+ answers were model errors\)", err), err
+
+
+# ---- seeds -------------------------------------------------------------------------------------------
+def recording_lm(log: list[tuple[str, tuple[str, ...]]]) -> ScriptedLM:
+    def fn(req):
+        stem, opts = last_question(req)
+        text = req.prompt or req.messages[-1].content
+        shown = tuple(re.findall(r"Question: (Case \d+)", text))  # exemplars, then the question itself
+        log.append((stem, tuple(opts.values()) + shown))
+        return reply(req, next(k for k, v in opts.items() if v == GOLD[stem]))
+
+    return ScriptedLM(fn, model="recorder")
+
+
+def seeded_program() -> Program:
+    """Nothing to tune: a 3-way shuffle ensemble of a predictor with two random exemplars."""
+    return Program(Vote(Shuffle(Predict(demos=Retrieve(k=2, strategy="random", tune=False), tune=False),
+                                n=3, tune=False)), name="seeded")
+
+
+def test_the_seed_reaches_shuffle_orders_and_random_exemplars(tmp_path):
+    sent: dict[str, list] = {}
+    texts: dict[str, bytes] = {}
+    for run, seed in (("a", 0), ("b", 7), ("c", 0)):
+        sent[run] = []
+        optimize(seeded_program(), ALL[:20], ALL[20:30], lm=wrap_lm(recording_lm(sent[run]), cache=False),
+                 budget=500, seed=seed, max_trials=3, n_instructions=0, quiet=True, out=tmp_path / run / "p.json")
+        texts[run] = (tmp_path / run / "p.json").read_bytes()
+    assert texts["a"] == texts["c"] and sent["a"] == sent["c"]  # same seed: same bytes, same prompts
+    assert texts["a"] != texts["b"]
+    orders = {run: {(stem, shown[:4]) for stem, shown in sent[run]} for run in sent}
+    assert orders["a"] != orders["b"]  # another seed shuffles the options differently...
+    exemplars = {run: {shown[4:-1] for _, shown in sent[run]} for run in sent}
+    assert exemplars["a"] != exemplars["b"]  # ...and draws other random exemplars
+    graph = json.loads(texts["b"])["graph"]["members"][0]
+    assert graph["seed"] != json.loads(texts["a"])["graph"]["members"][0]["seed"]
+
+
+def test_a_declared_program_follows_its_seed_and_old_files_keep_theirs():
+    from medcompile.modules.base import RunContext  # noqa: F401 - the run goes through Program
+    import medcompile as mc
+
+    q = ALL[0]
+    orders = {}
+    for seed in (0, 7):
+        log: list = []
+        Program(Shuffle(Predict(tune=False), n=4, tune=False), seed=seed)(q, recording_lm(log))
+        orders[seed] = [shown[:4] for _, shown in log]
+    assert orders[0] != orders[7] and orders[0][0] == tuple(q.options.values())  # run 0 keeps the order
+    old = Program(Shuffle(Predict(tune=False), n=4, seed=0, tune=False), seed=7)  # explicit seed: kept
+    assert json.loads(old.to_json())["graph"]["seed"] == 0
+    again = mc.loads(old.to_json())
+    assert again.root.seed == 0
