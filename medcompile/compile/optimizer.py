@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -85,6 +85,10 @@ def optimize(program: Program | Module, trainset: Sequence[Question], devset: Se
     the JSON and report files are written there (atomically). A `worker=True` process
     only adds trials to a shared study and returns None: the leader writes the program.
     """
+    known = {f.name for f in fields(CompileOptions)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise CompileError(f"unknown option(s) {unknown}; optimize() takes {sorted(known - {'budget', 'seed'})}")
     opts = CompileOptions(budget=budget, seed=seed, **options)
     return Compiler(program, trainset, devset, lm, metric, opts, out).run().program
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from ..lm.base import LM, LMError, LMRequest, LMResponse, Mode, Usage
+from ..lm.base import LM, LMError, LMRequest, LMResponse, Usage
 from ..lm.wrapper import LMWrapper
 from ..program.program import Program, Result
 from ..progress import progress_bar

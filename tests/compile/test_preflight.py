@@ -210,3 +210,10 @@ def test_two_bank_program_on_the_real_model_saves_and_answers_the_same_in_a_fres
     assert res.returncode == 0, res.stderr
     got = json.loads(res.stdout.strip().splitlines()[-1])
     assert got == {"answers": here, "banks": ["members.0.demos", "members.1.demos"]}
+
+
+def test_an_unknown_option_is_a_clear_error_not_a_type_error(tmp_path):
+    raw = counting_oracle()
+    with pytest.raises(CompileError, match=r"unknown option\(s\) \['extra'\]"):  # CompileOptions.extra was dead
+        optimize(multi_retrieve(), TRAIN, DEV, lm=wrap_lm(raw, cache=False), budget=300, extra={"x": 1})
+    assert raw.calls == 0
