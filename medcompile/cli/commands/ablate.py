@@ -38,9 +38,9 @@ def main(args: argparse.Namespace) -> int:
     from ..data_args import load_questions
 
     with eval_errors():
-        lm = Models(args)()
         bank = load_questions(args.train, args.train_split, args.train_limit, args, seed=args.seed, prefix="train")
         questions = load_eval_questions(args)
+        lm = Models(args)()
         result = run_ablation(bank, questions, lm, k=args.k, shuffles=args.shuffles, max_rationales=args.rationales,
                               seed=args.seed, concurrency=args.concurrency, quiet=args.quiet,
                               checkpoint=checkpoint_path(args, "ablation"), embedder=args.embedder)

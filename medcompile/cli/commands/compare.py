@@ -34,9 +34,9 @@ def main(args: argparse.Namespace) -> int:
 
     with eval_errors():
         prog_a, prog_b = resolve_program(args.program_a), resolve_program(args.program_b)
+        questions = load_eval_questions(args)
         models = Models(args)
         lm_a, lm_b = models(prog_a), models(prog_b, b=True)
-        questions = load_eval_questions(args)
         if any(q.context for q in questions):  # passages are shown only to signatures declaring them
             from ...signatures import MCQ_WITH_CONTEXT
 

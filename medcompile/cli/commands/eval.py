@@ -121,8 +121,8 @@ def main(args: argparse.Namespace) -> int:
 
     with eval_errors():
         program = resolve_program(args.program)
-        lm = Models(args)(program)
         questions = load_eval_questions(args)
+        lm = Models(args)(program)
         if any(q.context for q in questions) and not args.program.endswith(".json"):
             from ...signatures import MCQ_WITH_CONTEXT  # passages are shown only to signatures declaring them
 

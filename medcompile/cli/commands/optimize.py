@@ -38,8 +38,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0,
                    help="seed for samples, exemplar choice, sampling and the search (same seed + data + cache = "
                         "same program, byte for byte)")
-    p.add_argument("--trials", type=positive_int, default=24, help="maximum number of configurations to try")
-    p.add_argument("--minibatch", type=positive_int, default=8, help="dev questions per pruning step")
+    p.add_argument("--trials", type=positive_int, default=24,
+                   help="maximum number of configurations to try (a repeated proposal takes no slot)")
+    p.add_argument("--minibatch", type=positive_int, default=4,
+                   help="search questions between racing decisions (paired tests against finished trials)")
+    p.add_argument("--confirm-fraction", type=float, default=0.4, metavar="F",
+                   help="share of the dev questions held out to confirm the finalists on")
+    p.add_argument("--confirm-top", type=positive_int, default=3, metavar="N",
+                   help="finalists confirmed besides the cheapest configuration")
     p.add_argument("--instructions", type=positive_int, default=3, help="instruction proposals to ask the model for")
     p.add_argument("--rationales", type=positive_int, default=None, metavar="N",
                    help="bank questions to generate CoT rationales for (default: up to 30%% of the budget)")
@@ -57,9 +63,9 @@ def main(args: argparse.Namespace) -> int:
     from ..resolve import resolve_program
 
     program = resolve_program(args.program)
-    lm = Models(args)()
     train = load_questions(args.train, args.train_split, args.train_limit, args, seed=args.seed, prefix="train")
     dev = load_questions(args.dev, args.dev_split, args.dev_limit, args, seed=args.seed, prefix="dev")
+    lm = Models(args)()
     if any(q.context for q in (*train, *dev)):  # passages are shown only to signatures that declare them
         from ...signatures import MCQ_WITH_CONTEXT
 
@@ -67,6 +73,7 @@ def main(args: argparse.Namespace) -> int:
     compiled = optimize(program, train, dev, lm=lm, budget=args.budget, seed=args.seed, out=args.out,
                         storage=args.storage, study_name=args.study_name, worker=args.worker,
                         max_trials=args.trials, minibatch=args.minibatch, n_instructions=args.instructions,
+                        confirm_fraction=args.confirm_fraction, confirm_top=args.confirm_top,
                         max_rationales=args.rationales, objective=args.objective, embedder=args.embedder,
                         concurrency=args.concurrency, quiet=args.quiet)
     if not args.worker and not args.quiet:
@@ -74,7 +81,8 @@ def main(args: argparse.Namespace) -> int:
         dev_info = info.get("dev", {})
         ci = dev_info.get("ci95")
         print(f"compiled {compiled.name} for {lm.model}: dev {dev_info.get('metric')} {dev_info.get('score'):.3f}"
-              + (f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else "") + f", n={dev_info.get('n')}, "
+              + (f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+              + f", n={dev_info.get('n')} {dev_info.get('questions', 'dev')} questions, "
               f"{info.get('calls_per_question'):g} calls/question, {info['budget']['spent_calls']} of "
               f"{info['budget']['max_calls']} budget calls spent -> {args.out}")
     return 0

@@ -93,8 +93,8 @@ def main(args: argparse.Namespace) -> int:
     from ...progress import progress_bar
 
     program = load(args.program)  # data only: run never imports or executes a program file
-    lm = Models(args)(program)
     questions = read_questions(args.input, args.split, args.limit, args)
+    lm = Models(args)(program)
     to_stdout = args.output == "-"
     lines: list[str] = []  # a file is written once, whole, at the end: never a partial one
     with progress_bar(f"run {program.name}", len(questions), quiet=args.quiet) as bar:
