@@ -4,7 +4,9 @@ For throughput benchmarks (bench_concurrency.py): every request takes `--latency
 once it holds one of `--max-concurrency` slots; more requests queue. Its ceiling is
 therefore max_concurrency / latency requests per second, which the benchmark also
 measures directly. Replies are a fixed answer (" B" for completions, "Answer: B" for
-chat). Loopback only.
+chat). When a request asks for `logprobs` (constrained answers), the reply carries the
+top log-probabilities of the answer token in the OpenAI shape (completions:
+`logprobs.tokens/top_logprobs`; chat: `logprobs.content[].top_logprobs`). Loopback only.
 
     python benchmarks/fake_openai_server.py --port 8990 --latency-ms 20 --max-concurrency 8
 """
@@ -19,6 +21,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+
+TOP = {" B": -0.22, " A": -2.3, " C": -2.8, " D": -3.2}  # log-probabilities of the answer token
 
 
 def build_app(latency_s: float, max_concurrency: int) -> Starlette:
@@ -38,17 +43,24 @@ def build_app(latency_s: float, max_concurrency: int) -> Starlette:
     async def completions(request: Request) -> JSONResponse:
         body = await request.json()
         await work()
+        logprobs = ({"tokens": [" B"], "token_logprobs": [TOP[" B"]], "top_logprobs": [TOP]}
+                    if body.get("logprobs") else None)
         return JSONResponse({"id": "cmpl-fake", "object": "text_completion", "created": int(time.time()),
                              "model": body.get("model", "fake"),
-                             "choices": [{"index": 0, "text": " B", "finish_reason": "stop", "logprobs": None}],
+                             "choices": [{"index": 0, "text": " B", "finish_reason": "stop", "logprobs": logprobs}],
                              "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11}})
 
     async def chat(request: Request) -> JSONResponse:
         body = await request.json()
         await work()
+        tops = [{"token": t, "logprob": lp} for t, lp in TOP.items()]
+        logprobs = ({"content": [{"token": "Answer", "logprob": -0.01, "top_logprobs": []},
+                                 {"token": ":", "logprob": -0.01, "top_logprobs": []},
+                                 {"token": " B", "logprob": TOP[" B"], "top_logprobs": tops}]}
+                    if body.get("logprobs") else None)
         return JSONResponse({"id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
                              "model": body.get("model", "fake"),
-                             "choices": [{"index": 0, "finish_reason": "stop",
+                             "choices": [{"index": 0, "finish_reason": "stop", "logprobs": logprobs,
                                           "message": {"role": "assistant", "content": "Answer: B"}}],
                              "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}})
 

@@ -11,11 +11,25 @@ call's seed comes from its path, so answers never depend on thread timing.
 from __future__ import annotations
 
 import contextvars
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+POOL_THREADS = 64
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _shared_pool() -> ThreadPoolExecutor:
+    """One process-wide pool: no thread start-up per question. A caller never only waits on it
+    (see `fan_out`), so nested fan-outs cannot starve it."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=POOL_THREADS, thread_name_prefix="medcompile-call")
+        return _pool
 
 
 def fan_out(ctx: Any, tasks: Sequence[Callable[[], T]]) -> list[T]:
@@ -26,13 +40,39 @@ def fan_out(ctx: Any, tasks: Sequence[Callable[[], T]]) -> list[T]:
     across all questions). Each task runs in a copy of the caller's context, so
     per-question accounting kept in context variables follows it. The first failure (in
     task order) is raised after every task has finished: no call outlives the question.
+
+    The caller runs the first task itself and takes back any task the shared pool has not
+    started yet (cancel, then run inline), so a fan-out always finishes even when every
+    pool thread is busy with other questions' fan-outs.
     """
     width = min(int(getattr(ctx, "parallel_calls", 1) or 1), len(tasks))
     if width <= 1:
         return [t() for t in tasks]
-    with ThreadPoolExecutor(max_workers=width, thread_name_prefix="medcompile-call") as pool:
-        futures = [pool.submit(contextvars.copy_context().run, t) for t in tasks]
-        return [f.result() for f in futures]
+    pool = _shared_pool()
+    results: list[Any] = [None] * len(tasks)
+    errors: list[BaseException | None] = [None] * len(tasks)
+    futures: dict[int, Future] = {i: pool.submit(contextvars.copy_context().run, t)
+                                  for i, t in enumerate(tasks) if i > 0}
+
+    def run_inline(i: int) -> None:
+        try:
+            results[i] = tasks[i]()
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, in task order
+            errors[i] = exc
+
+    run_inline(0)
+    for i, fut in futures.items():
+        if fut.cancel():
+            run_inline(i)
+            continue
+        try:
+            results[i] = fut.result()
+        except BaseException as exc:  # noqa: BLE001
+            errors[i] = exc
+    first = next((e for e in errors if e is not None), None)
+    if first is not None:
+        raise first
+    return results
 
 
 def parallel_capacity(lm: Any) -> int:
