@@ -95,13 +95,15 @@ class RefineSpec(_Strict):
 
 class RouteSpec(_Strict):
     """Medprompt+ portfolio: members cheapest first; stop at member i when its confidence reaches
-    thresholds[i] ("skip": never run it); expected_calls = mean calls per question measured on dev."""
+    thresholds[i] ("skip": never run it); expected_calls = mean calls per question measured on dev;
+    pool: each step's answer is the vote over all members' answers so far."""
 
     type: Literal["Route"]
     members: list["ModuleSpec"] = Field(min_length=2, max_length=8)
     thresholds: list[Union[Annotated[float, Field(ge=0.0, le=1.0)], Literal["skip"]]] = Field(min_length=1,
                                                                                               max_length=7)
     expected_calls: Annotated[float, Field(ge=0.0, le=1e6)] | None
+    pool: bool
     tune: Tune | None = None
 
     @model_validator(mode="after")

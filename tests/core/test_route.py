@@ -192,5 +192,36 @@ def test_compiled_route_records_its_measured_calls_per_question(tmp_path):
     again = load(out)
     assert again.calls_per_question() == measured
     results = again.run_many(qs[12:], ScriptedLM(fn))
-    per_question = [r.usage.calls for r in results]  # exact per question: the screen, or screen + expert
-    assert set(per_question) <= {2, 5} and 2 in per_question and 5 in per_question
+    # exact per question: the screen (2), or screen + expert (3 more, fewer when two shuffles coincide)
+    per_question = [r.usage.calls for r in results]
+    assert set(per_question) <= {2, 3, 4, 5} and 2 in per_question and max(per_question) > 2
+
+
+def test_an_escalation_that_extends_the_screen_repeats_no_call():
+    """Members share one seed, and a repeated temperature-0 request within a question is served
+    from the first call: 2 CoT shuffles, then the 5-shuffle ensemble, costs 2 + 3 calls and answers
+    exactly as the 5-shuffle ensemble alone."""
+
+    def fn(req):
+        stem, opts = last_question(req)
+        # the answer depends on the option order: shuffles disagree, so every question escalates
+        return reply(req, "ABCD"[sum(map(ord, "".join(opts.values()))) % 4], rationale="Thinking.")
+
+    screen = Vote(Shuffle(SelfCoT(tune=False), n=2, tune=False))
+    ensemble = Vote(Shuffle(SelfCoT(tune=False), n=5, tune=False))
+    route = Program(Route([screen, ensemble], thresholds=[1.0], tune=False), seed=3)
+    qs = [mcq(i, "A") for i in range(6)]
+    lm = ScriptedLM(fn)
+    results = route.run_many(qs, lm)
+    escalated = [r for r in results if "member 1" in r.prediction.reason]
+    assert len(escalated) >= 3
+    assert lm.calls == sum(r.usage.calls for r in results)
+    shuffles = [m for _, m in route.root.walk() if isinstance(m, Shuffle)]
+    assert shuffles[0].seed == shuffles[1].seed  # one seed for the members
+    alone = Program(Vote(Shuffle(SelfCoT(tune=False), n=5, tune=False, seed=shuffles[1].seed)), seed=3)
+    for r in escalated:
+        alone_lm = ScriptedLM(fn)
+        a = alone.run(r.question, alone_lm)
+        assert r.prediction.answer == a.prediction.answer and r.prediction.votes == a.prediction.votes
+        # the escalated question cost exactly the ensemble's distinct requests: nothing of the screen's again
+        assert r.usage.calls == len({req.cache_key() for req in alone_lm.requests}) <= 5
