@@ -17,6 +17,9 @@ from medcompile.lm.scripted import ScriptedLM
 from programs import medprompt
 from tests.compile.test_optimizer import ALL, GOLD, biased_lm, make_questions
 from tests.core.scripted import last_question, proposes_instruction, reply, unit
+from tests.faults.faultkit import work  # a scratch folder on tmpfs: SQLite commits cost no fsync
+
+__all__ = ["work"]
 
 
 # ---- the statistics, alone -------------------------------------------------------------------------
@@ -101,9 +104,9 @@ def exact_lm() -> ScriptedLM:
     return ScriptedLM(fn, model="exact")
 
 
-def test_equal_quality_gives_the_cheaper_configuration_and_the_report_says_so(tmp_path, capfd):
+def test_equal_quality_gives_the_cheaper_configuration_and_the_report_says_so(work, capfd):
     prog = optimize(medprompt.build(), ALL[:30], ALL[30:70], lm=wrap_lm(exact_lm(), cache=False), budget=1500,
-                    seed=0, max_trials=10, minibatch=4, n_instructions=0, max_rationales=6, out=tmp_path / "eq.json")
+                    seed=0, max_trials=10, minibatch=4, n_instructions=0, max_rationales=6, out=work / "eq.json")
     info = prog.compile_info
     assert prog.calls_per_question() == 1 and info["calls_per_question"] == 1
     sel, dev = info["selection"], info["dev"]
@@ -124,17 +127,17 @@ def test_equal_quality_gives_the_cheaper_configuration_and_the_report_says_so(tm
                for t in report["trials"] if t["params"].get("members.0.inner.demos.k") == 0)
     err = capfd.readouterr().err
     assert re.search(r"selection: trial \d+ \(1 call/question\) scored [0-9.]+ on 16 confirmation questions", err)
-    md = (tmp_path / "eq.report.md").read_text()
+    md = (work / "eq.report.md").read_text()
     assert "## Selection" in md and sel["verdict"] in md
 
 
-def test_nothing_helps_on_the_simulator_gives_a_one_call_program(tmp_path):
+def test_nothing_helps_on_the_simulator_gives_a_one_call_program(work):
     sim = pytest.importorskip("medcompile.sim")
     qs = make_questions(160)
     world = sim.SimWorld(qs, profile="nothing_helps", seed=0, use_embeddings=False)
     prog = optimize(medprompt.build(), qs[:60], qs[60:120], lm=wrap_lm(world.lm(mode="text"), cache=False),
                     budget=500, seed=0, max_trials=10, n_instructions=0, max_rationales=10, quiet=True,
-                    out=tmp_path / "nh.json")
+                    out=work / "nh.json")
     assert prog.calls_per_question() == 1, prog.compile_info["chosen"]
     assert prog.compile_info["budget"]["spent_calls"] <= 500
 
@@ -150,21 +153,21 @@ def _trials(prog) -> list[dict]:
     return prog.report.to_dict()["trials"]
 
 
-def test_repeated_proposals_take_no_trial_slot(tmp_path, capfd):
+def test_repeated_proposals_take_no_trial_slot(work, capfd):
     lm = wrap_lm(biased_lm(), cache=False)
     everything = optimize(small_program(), ALL[:20], ALL[20:40], lm=lm, budget=2000, seed=0, max_trials=20,
-                          minibatch=4, n_instructions=0, out=tmp_path / "all.json")
+                          minibatch=4, n_instructions=0, out=work / "all.json")
     rows = _trials(everything)
     tried = [t for t in rows if "same as trial" not in t["note"]]
     assert len(tried) == 6 and len({json.dumps(t["params"], sort_keys=True) for t in tried}) == 6
     assert everything.compile_info["trials"]["repeats"] == len(rows) - 6 >= 1
     assert "every one of the 6 configurations" in capfd.readouterr().err
     four = optimize(small_program(), ALL[:20], ALL[20:40], lm=wrap_lm(biased_lm(), cache=False), budget=2000, seed=0,
-                    max_trials=4, minibatch=4, n_instructions=0, quiet=True, out=tmp_path / "four.json")
+                    max_trials=4, minibatch=4, n_instructions=0, quiet=True, out=work / "four.json")
     assert sum("same as trial" not in t["note"] for t in _trials(four)) == 4
 
 
-def test_failed_trials_show_their_reason_in_the_progress(tmp_path, capfd):
+def test_failed_trials_show_their_reason_in_the_progress(work, capfd):
     from medcompile.lm.base import LMError
 
     inner = biased_lm()
@@ -175,7 +178,7 @@ def test_failed_trials_show_their_reason_in_the_progress(tmp_path, capfd):
         return inner.fn(req)
 
     optimize(medprompt.build(), ALL[:30], ALL[30:50], lm=ScriptedLM(fn), budget=2000, seed=0, max_trials=6,
-             minibatch=4, n_instructions=0, max_rationales=6, out=tmp_path / "e.json")
+             minibatch=4, n_instructions=0, max_rationales=6, out=work / "e.json")
     err = capfd.readouterr().err
     assert re.search(r"trial +\d+ failed .*\(\d+ of \d+ answers were model errors\)", err), err
 
@@ -198,14 +201,14 @@ def seeded_program() -> Program:
                                 n=3, tune=False)), name="seeded")
 
 
-def test_the_seed_reaches_shuffle_orders_and_random_exemplars(tmp_path):
+def test_the_seed_reaches_shuffle_orders_and_random_exemplars(work):
     sent: dict[str, list] = {}
     texts: dict[str, bytes] = {}
     for run, seed in (("a", 0), ("b", 7), ("c", 0)):
         sent[run] = []
         optimize(seeded_program(), ALL[:20], ALL[20:30], lm=wrap_lm(recording_lm(sent[run]), cache=False),
-                 budget=500, seed=seed, max_trials=3, n_instructions=0, quiet=True, out=tmp_path / run / "p.json")
-        texts[run] = (tmp_path / run / "p.json").read_bytes()
+                 budget=500, seed=seed, max_trials=3, n_instructions=0, quiet=True, out=work / run / "p.json")
+        texts[run] = (work / run / "p.json").read_bytes()
     assert texts["a"] == texts["c"] and sent["a"] == sent["c"]  # same seed: same bytes, same prompts
     assert texts["a"] != texts["b"]
     orders = {run: {(stem, shown[:4]) for stem, shown in sent[run]} for run in sent}
