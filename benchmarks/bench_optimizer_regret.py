@@ -116,6 +116,7 @@ def rows_for(cell: Cell, budget: int, seed: int, targets: list[tuple[str, str]],
             "compile_calls": int(out.compile_calls),
             "status": out.status, "error": out.error, "budget_ok": int(out.compile_calls) <= budget,
             "oracle_calls_per_question": float(o.calls_per_question), "replicates": args.replicates,
+            "test_n": len(cell.splits.test),
             "compile_wall_s": round(out.wall_s, 2), "test_wall_s": round(time.perf_counter() - t0, 2),
             "detail": _jsonable(out.detail),
         })
@@ -214,6 +215,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--results-dir", default=str(RESULTS))
     ap.add_argument("--report-only", action="store_true", help="rewrite JSON/MD/PNG from the partial file")
     ap.add_argument("--fresh", action="store_true", help="ignore earlier rows (start over)")
+    ap.add_argument("--note", action="append", default=[], help="a line for the MD header (e.g. a stated reduction)")
     a = ap.parse_args(argv)
     if a.quick:
         a.profiles = a.profiles or "strong_chat"
@@ -274,7 +276,9 @@ def main(argv: list[str] | None = None) -> int:
                 work_cell(j)
     rows = sorted(read_rows(args.json_path, args.partial).values(),
                   key=lambda r: (r["profile"], r["comparison"], r["budget"], r["optimizer"], r["seed"]))
-    meta = {"command": "python benchmarks/bench_optimizer_regret.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    command = "python benchmarks/bench_optimizer_regret.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    commands = _old_commands(args.json_path) + ([] if args.report_only else [command])
+    meta = {"command": command, "commands": list(dict.fromkeys(commands)),
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "profiles": [profile_name(p) for p in profiles], "machine": machine(), "code": code_state(),
             "elapsed_s_this_invocation": round(time.monotonic() - t0, 1),
@@ -316,6 +320,14 @@ def code_state() -> dict[str, Any]:
             return ""
     dirty = [ln[3:] for ln in git("status", "--porcelain", "--", "medcompile/compile", "medcompile/sim").splitlines()]
     return {"head": git("rev-parse", "--short", "HEAD"), "uncommitted_in_compile_or_sim": dirty}
+
+
+def _old_commands(path: Path) -> list[str]:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))["meta"]
+        return list(meta.get("commands") or [meta["command"]])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        return []
 
 
 def _for_seed(args: argparse.Namespace, seed: int) -> argparse.Namespace:

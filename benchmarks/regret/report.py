@@ -86,17 +86,27 @@ def write(rows: Sequence[dict[str, Any]], meta: dict[str, Any], md_path: Path, p
     lines = ["# Does the optimizer choose well? Regret on the simulated model family", ""]
     cfg = meta.get("config", {})
     seeds = sorted({r["seed"] for r in rows})
-    lines += [f"Command: `{meta.get('command', '')}`", "",
+    reps = sorted({r.get("replicates") for r in rows if r.get("replicates") is not None})
+    tests = sorted({r.get("test_n") for r in rows if r.get("test_n") is not None})
+    lines += ["Commands that produced these rows (resumable phases, in order):", "",
+              *[f"    {c}" for c in meta.get("commands", [meta.get("command", "")])], "",
+              f"Test questions per row: {tests or [cfg.get('test_n') or 254]} (a fixed seeded sample of the "
+              "test split; the oracle is computed on the same questions).", "",
+              *[f"Note: {n}" for n in cfg.get("note", [])], "",
               f"{len(rows)} rows; profiles: {', '.join(sorted({r['profile'] for r in rows}))}; seeds: "
               f"{seeds[0] if seeds else '-'}..{seeds[-1] if seeds else '-'} ({len(seeds)}); budgets: "
               f"{sorted({r['budget'] for r in rows})} model calls per compile, enforced at the simulator; test "
               f"accuracy = simulator's expected accuracy on the MedQA-US4 test split (mean of "
-              f"{cfg.get('replicates')} replicates of the model's per-prompt noise); regret = oracle - test in "
+              f"{reps} replicate(s) of the model's per-prompt noise); regret = oracle - test in "
               f"accuracy points, mean over seeds with a t 95% CI [low, high].", ""]
     if cfg.get("seeds_at"):
         lines += [f"**Reduced grid:** seeds per budget {cfg['seeds_at']} (other budgets: {cfg.get('seeds')} seeds), "
                   "to fit the machine.", ""]
     lines += ["Checks from the issue:", "", *checks(rows, g), ""]
+    lines += ["Coverage (seeds with a result, min-max over profiles, per budget and optimizer; end_to_end):", "",
+              *coverage(g), ""]
+    lines += ["medcompile's choice, calls per question of the chosen program (share of runs choosing 1 call):", "",
+              *choices(g), ""]
     for comp in ("end_to_end", "same_space"):
         keys = [k for k in g if k[0] == comp]
         if not keys:
@@ -149,6 +159,33 @@ def write(rows: Sequence[dict[str, Any]], meta: dict[str, Any], md_path: Path, p
         plot(rows, g, png_path)
     except Exception as e:  # noqa: BLE001 - the table matters more than the picture
         print("plot failed:", e)
+
+
+def coverage(g: dict[tuple, dict[int, dict[str, Any]]]) -> list[str]:
+    budgets = sorted({k[2] for k in g})
+    opts = _order({k[3] for k in g if k[0] == "end_to_end"})
+    rows = []
+    for o in opts:
+        row = [o]
+        for b in budgets:
+            ns = [len(v) for k, v in g.items() if k[0] == "end_to_end" and k[2] == b and k[3] == o]
+            row.append(f"{min(ns)}-{max(ns)} ({len(ns)} profiles)" if ns else "-")
+        rows.append(row)
+    return [_md(["optimizer"] + [f"budget {b}" for b in budgets], rows)]
+
+
+def choices(g: dict[tuple, dict[int, dict[str, Any]]]) -> list[str]:
+    out = []
+    for comp in ("end_to_end", "same_space"):
+        keys = sorted(k for k in g if k[0] == comp and k[3] == REF)
+        rows = []
+        for k in keys:
+            cpq = [r["calls_per_question"] for r in g[k].values() if r["calls_per_question"] is not None]
+            if cpq:
+                rows.append([k[1], k[2], f"{sum(cpq) / len(cpq):.2f}", f"{sum(c <= 1 for c in cpq)}/{len(cpq)}"])
+        if rows:
+            out += [f"{comp}:", "", _md(["profile", "budget", "mean calls/question", "1-call choices"], rows), ""]
+    return out
 
 
 def _fails(by_seed: dict[int, dict[str, Any]]) -> str:

@@ -32,7 +32,7 @@ class MeanCI:
         s = "+" if signed else ""
         if self.n == 1:
             return f"{self.mean * scale:{s}.1f} (n=1)"
-        return f"{self.mean * scale:{s}.1f} [{self.low * scale:{s}.1f}, {self.high * scale:{s}.1f}]"
+        return f"{self.mean * scale:{s}.1f} [{self.low * scale:{s}.1f}, {self.high * scale:{s}.1f}] n={self.n}"
 
 
 def mean_ci(xs: Sequence[float]) -> MeanCI:
