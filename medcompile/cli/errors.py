@@ -7,6 +7,7 @@ and how to resume follows on the next line.
 """
 from __future__ import annotations
 
+import os
 import sys
 from typing import Callable
 
@@ -59,6 +60,10 @@ def describe(exc: BaseException) -> list[str]:
 def run_guarded(fn: Callable[[], int]) -> int:
     try:
         return fn()
+    except BrokenPipeError:  # `medcompile ... | head`: the reader has gone, nothing to report
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not fail again
+        return 141
     except KeyboardInterrupt:
         _err.print("[yellow]interrupted[/]: finished work is kept (cache and study); rerun to resume")
         return 130

@@ -58,6 +58,7 @@ class Recorder:
 
 
 def main(args: argparse.Namespace) -> int:
+    from ...modules.base import ModuleError
     from ..resolve import resolve_program
     from .run import read_questions
 
@@ -65,7 +66,18 @@ def main(args: argparse.Namespace) -> int:
     settings = program.lm_settings or {}
     mode = args.mode or settings.get("mode") or "text"
     questions = read_questions(args.input, args.split, None, args)[:args.limit]
-    program.prepare(questions)
+    try:
+        program.prepare(questions)
+        show_calls(program, questions, mode, args)
+    except ModuleError as exc:  # e.g. Retrieve with no bank: a declared program, not a compiled one
+        raise ModuleError(f"{exc}. `show` runs the program as it is: compile it first, offline if you like "
+                          f"(medcompile optimize {args.program} --train FILE --dev FILE --lm sim --budget 60 "
+                          "--out p.json), then show p.json") from None
+    return 0
+
+
+def show_calls(program: Any, questions: list[Any], mode: str, args: argparse.Namespace) -> None:
+    settings = program.lm_settings or {}
     for n, q in enumerate(questions, 1):
         rec = Recorder(settings.get("model") or "show", mode, args.reply)
         result = program.run(q, rec)
@@ -80,7 +92,6 @@ def main(args: argparse.Namespace) -> int:
             print(r.prompt if r.mode == "text" else "\n".join(f"[{m.role}]\n{m.content}" for m in r.messages))
         if result.error:
             print(f"--- the program stopped: {result.error}")
-    return 0
 
 
 def describe(r: Any) -> str:
