@@ -208,6 +208,8 @@ def prediction(result: Result, rationales: bool) -> PredictionOut:
         extra["abstain_reason"] = p.reason
     if rationales:
         extra["rationale"] = p.rationale
+    if p.option_probs:
+        extra["option_probs"] = {k: round(v, 6) for k, v in p.option_probs.items()}
     return PredictionOut(
         id=result.question.id, answer=p.answer, confidence=round(p.confidence, 6), votes=dict(p.votes),
         usage=UsageOut(calls=u.calls, cached_calls=u.cached_calls, failures=u.failures, prompt_tokens=u.prompt_tokens,

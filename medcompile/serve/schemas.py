@@ -50,8 +50,11 @@ class UsageOut(BaseModel):
 class PredictionOut(BaseModel):
     id: str
     answer: str | None = Field(description="the chosen option key; null when the program abstained")
-    confidence: float = Field(description="share of the votes the answer got (1.0 for a single call)")
+    confidence: float = Field(description="a single constrained call: the model's probability of the answer; "
+                                          "an ensemble: the share of the votes the answer got")
     votes: dict[str, int] = Field(description="option key -> votes, over the program's model calls")
+    option_probs: dict[str, float] | None = Field(None, description="option key -> the model's probability, when "
+                                                   "the answer was scored (constrained); ensembles: the mean")
     abstain_reason: str | None = Field(None, description="why there is no answer (only when answer is null)")
     rationale: str | None = Field(None, description="the model's reasoning, only with ?rationales=true")
     usage: UsageOut

@@ -191,3 +191,13 @@ def test_eval_records_keep_option_probabilities_through_the_checkpoint(tmp_path)
     again = evaluate(prog, qs, ScriptedLM(lambda req: "never called"), checkpoint=ck, quiet=True)
     assert again.resumed == 4 and [r.option_probs for r in again.records] == [r.option_probs for r in res.records]
     assert "option_probs" in res.to_dict()["records"][0]
+
+
+def test_serve_response_carries_option_probabilities():
+    from medcompile.serve.app import prediction
+
+    r = Program(Predict(tune=False)).run(mcq(1, "B"), scoring_lm())
+    out = prediction(r, rationales=False).model_dump(exclude_unset=True)
+    assert out["option_probs"] == pytest.approx({"A": 0.1, "B": 0.6, "C": 0.2, "D": 0.1})
+    parsed = Program(Predict(tune=False, answer="parse")).run(mcq(1, "B"), ScriptedLM(lambda req: " B"))
+    assert "option_probs" not in prediction(parsed, rationales=False).model_dump(exclude_unset=True)
