@@ -111,9 +111,10 @@ def _displayed_options(region: str, q: SimQuestion) -> tuple[tuple[str, ...], tu
     return q.option_keys, q.options, 0
 
 
-def _has_rationale(region: str, q: SimQuestion) -> bool:
-    """An exemplar carries a rationale when much more than its options and answer follow it."""
-    extra = len(words(region)) - sum(len(o.split()) + 1 for o in q.options)
+def _has_rationale(n_words_after: int, q: SimQuestion) -> bool:
+    """An exemplar carries a rationale when much more than its options and answer follow it
+    (`n_words_after`: words between its stem and the next question's)."""
+    extra = n_words_after - sum(len(o.split()) + 1 for o in q.options)
     return extra > 15
 
 
@@ -147,20 +148,25 @@ def parse_blocks(text: str) -> list[tuple[Question, int, int]]:
 
 def recognise(text: str, registry: Registry, unknown: Callable[[Question], SimQuestion]) -> Scene | None:
     """The scene in `text`, or None when no question can be found in it."""
-    found = []
-    if len(registry):
-        index = WordIndex(text)
-        found = [Occurrence(q, index.span(a)[0], index.span(b - 1)[1]) for q, a, b in registry.find(index.words)]
-    if not found:
+    index = WordIndex(text) if len(registry) else None
+    hits = registry.find(index.words) if index is not None else []
+    if hits:
+        # Only two character positions are needed: where the first stem starts (the head ends)
+        # and where the target's stem ends (its options follow); the rest is counted in words.
+        exemplars = [(q, _has_rationale(nxt_a - b, q)) for (q, _, b), (_, nxt_a, _) in zip(hits, hits[1:])]
+        q, a, b = hits[-1]
+        assert index is not None
+        last = Occurrence(q, index.span(a)[0], index.span(b - 1)[1])
+        head_end = index.span(hits[0][1])[0]
+    else:
         found = [Occurrence(unknown(q), a, b) for q, a, b in parse_blocks(text)]
-    if not found:
-        return None
-    exemplars = []
-    for occ, nxt in zip(found, found[1:]):
-        exemplars.append((occ.q, _has_rationale(text[occ.end:nxt.start], occ.q)))
-    last = found[-1]
+        if not found:
+            return None
+        exemplars = [(occ.q, _has_rationale(len(words(text[occ.end:nxt.start])), occ.q))
+                     for occ, nxt in zip(found, found[1:])]
+        last, head_end = found[-1], found[0].start
     region = text[last.end:]
     keys, texts, opt_end = _displayed_options(region, last.q)
     tail = region[opt_end:]
     return Scene(target=last.q, display_keys=keys, displayed=texts, exemplars=exemplars,
-                 head=text[:found[0].start], tail=tail, attempts=tuple(_ATTEMPT.findall(tail)))
+                 head=text[:head_end], tail=tail, attempts=tuple(_ATTEMPT.findall(tail)))

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from bisect import bisect_right
+
+import numpy as np
 
 _ESCAPES = re.compile(r"\\[ntr\"'\\/]")
 _WORD = re.compile(r"[a-z0-9]+")
-_SKIP: dict[int, re.Pattern[str]] = {}
 
 
 def words(text: str) -> list[str]:
@@ -19,33 +19,20 @@ def words(text: str) -> list[str]:
 
 
 class WordIndex:
-    """The words of a text, with character spans computed only for the words asked about
-    (building a match object per word is what made long prompts slow)."""
+    """The words of a text and their character spans, found in one vectorised pass (a
+    match object per word is what made long prompts slow)."""
 
     def __init__(self, text: str) -> None:
         blanked = _ESCAPES.sub(lambda m: " " * len(m.group(0)), text.lower())
-        self.words: list[str] = []
-        self._lines: list[tuple[int, int, str]] = []  # (first word index, char offset, line text)
-        off = 0
-        for line in blanked.splitlines(keepends=True):
-            ws = _WORD.findall(line)
-            if ws:
-                self._lines.append((len(self.words), off, line))
-                self.words.extend(ws)
-            off += len(line)
-        self._starts = [first for first, _, _ in self._lines]
+        self.words: list[str] = _WORD.findall(blanked)
+        cp = np.frombuffer(blanked.encode("utf-32-le"), dtype=np.uint32)
+        alnum = ((cp >= 97) & (cp <= 122)) | ((cp >= 48) & (cp <= 57))
+        edges = np.diff(np.concatenate(([False], alnum, [False])).astype(np.int8))
+        self._starts = np.flatnonzero(edges == 1)
+        self._ends = np.flatnonzero(edges == -1)
 
     def span(self, i: int) -> tuple[int, int]:
-        j = bisect_right(self._starts, i) - 1
-        first, off, line = self._lines[j]
-        k = i - first
-        skip = _SKIP.get(k)
-        if skip is None:
-            skip = _SKIP[k] = re.compile(rf"(?:[^a-z0-9]*[a-z0-9]+){{{k}}}") if k else re.compile("")
-        m = _WORD.search(line, skip.match(line).end())  # type: ignore[union-attr]
-        if m is None:
-            raise IndexError(i)
-        return off + m.start(), off + m.end()
+        return int(self._starts[i]), int(self._ends[i])
 
 
 def norm(text: str) -> str:
