@@ -87,3 +87,18 @@ def test_no_question_gives_a_plain_reply(world_for) -> None:  # type: ignore[no-
     lm = world_for("strong_chat").lm()
     r = lm.complete(LMRequest(model=lm.model, mode="text", prompt="Hello there."))
     assert "could not find" in r.text
+
+
+def test_dspy_dict_options_are_read_in_their_displayed_order(world_for, medqa) -> None:  # type: ignore[no-untyped-def]
+    w, target = world_for("strong_chat"), medqa["test"][11]
+
+    class MCQ(dspy.Signature):
+        question: str = dspy.InputField()
+        options: dict[str, str] = dspy.InputField()
+        answer: str = dspy.OutputField()
+
+    shown, _ = permute(target, [3, 1, 0, 2])
+    msgs = dspy.JSONAdapter().format(MCQ, [], {"question": target.question, "options": dict(shown.options)})
+    scene = w.scene(prompt_text("chat", None, msgs))
+    assert scene is not None and scene.target.key == w.sim_question(target).key
+    assert scene.displayed == tuple(norm(shown.options[k]) for k in "ABCD")
