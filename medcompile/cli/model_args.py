@@ -10,7 +10,7 @@ import argparse
 import hashlib
 from typing import Any
 
-from .argtypes import positive_int
+from .argtypes import positive_float, positive_int
 
 LM_HELP = ("model spec: 'local' (embedded Gemma 3 270M), 'gguf:/path/model.gguf', 'echo' (offline: replies with "
            "the prompt it got), 'sim' or 'sim:<profile>' (offline simulated model, for trying commands and "
@@ -44,6 +44,9 @@ def add_model_args(p: argparse.ArgumentParser, *, default_lm: str | None, second
         g.add_argument("--mode-b", choices=("text", "chat"), default=None, help="mode for --lm-b (default: --mode)")
     g.add_argument(*concurrency_flags, dest=concurrency_dest, type=positive_int, default=concurrency_default,
                    metavar="N", help=concurrency_help)
+    g.add_argument("--lm-timeout", type=positive_float, default=None, metavar="SECONDS",
+                   help="seconds to wait for one reply from a remote model or server before retrying "
+                        "(default: 60; raise it for a slow local server)")
     g.add_argument("--cache", action=argparse.BooleanOptionalAction, default=None,
                    help="reuse and store model replies in the on-disk cache, so reruns and resumed runs cost "
                         "nothing (default: on; off for the offline fakes echo and sim)")
@@ -53,6 +56,11 @@ def add_model_args(p: argparse.ArgumentParser, *, default_lm: str | None, second
 
 def is_offline_fake(spec: str) -> bool:
     return spec.split(":", 1)[0] in OFFLINE_FAKES
+
+
+def is_remote(spec: str) -> bool:
+    """A litellm name (a provider or a server), not a model run in this process."""
+    return not (is_offline_fake(spec) or spec == "local" or spec.startswith(("local/", "gguf:")))
 
 
 class Models:
@@ -90,9 +98,14 @@ class Models:
         cache = self.args.cache if self.args.cache is not None else not is_offline_fake(spec)
         if spec.split(":", 1)[0] == SCRIPTED:
             return scripted_lm(spec, mode or "text")
+        extra: dict[str, Any] = {}
+        if getattr(self.args, "lm_timeout", None) is not None:
+            if not is_remote(spec):
+                raise ModelSpecError(f"--lm-timeout applies to remote models and servers, not --lm {spec}")
+            extra["timeout"] = self.args.lm_timeout
         try:
             lm = make_lm(spec, cache=cache, cache_dir=self.args.cache_dir, mode=mode,  # type: ignore[arg-type]
-                         api_base=api_base)
+                         api_base=api_base, **extra)
         except ValueError as exc:
             raise ModelSpecError(f"--lm {spec}: {exc}") from None
         preflight(lm)

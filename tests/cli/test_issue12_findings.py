@@ -85,14 +85,15 @@ def test_4_every_model_command_takes_the_same_model_options(command: str) -> Non
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command").choices[command]  # type: ignore[attr-defined]
     flags = {s for a in sub._actions for s in a.option_strings}
-    assert {"--lm", "--api-base", "--mode", "--concurrency", "--cache", "--no-cache", "--cache-dir"} <= flags
+    assert {"--lm", "--api-base", "--mode", "--concurrency", "--cache", "--no-cache", "--cache-dir",
+            "--lm-timeout"} <= flags
 
 
 def test_4_run_eval_and_serve_reach_an_openai_compatible_server(cli, program_file, questions_file, tmp_path,  # type: ignore[no-untyped-def]
                                                                  fake_openai) -> None:
     base = fake_openai.base_url
     r = cli("run", program_file, "-i", questions_file, "-o", "a.jsonl", "--lm", "openai/served", "--api-base", base,
-            "--mode", "chat", "-q")
+            "--mode", "chat", "--lm-timeout", "300", "-q")
     assert r.rc == 0, r.err
     assert [x["answer"] for x in lines(tmp_path / "a.jsonl")] == ["B", "B", "B"]
     assert {q["path"] for q in fake_openai.requests} == {"/v1/chat/completions"}
