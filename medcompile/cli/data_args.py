@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Sequence
 
+from ..data.formats import FieldMap
+from ..data.validate import Dataset
 from ..question import Question
 from .argtypes import positive_int
 
@@ -64,7 +66,8 @@ def load_questions(path: str, split: str, limit: int | None, args: argparse.Name
     return list(qs)
 
 
-def load_data_file(path: str, args: argparse.Namespace, prefix: str = "", *, labelled: bool = True):  # type: ignore[no-untyped-def]
+def load_data_file(path: str, args: argparse.Namespace, prefix: str = "", *,
+                   labelled: bool = True) -> Dataset:
     """Load a dataset as the options say, reporting skipped rows on stderr."""
     from ..data import load_dataset, parse_field_map
     from ..progress import log
@@ -86,7 +89,7 @@ def load_data_file(path: str, args: argparse.Namespace, prefix: str = "", *, lab
     return ds
 
 
-def _unlabelled(fields):  # type: ignore[no-untyped-def]
+def _unlabelled(fields: FieldMap) -> FieldMap:
     """For `run`: an answer column is optional unless the map names one."""
     from dataclasses import replace
 
