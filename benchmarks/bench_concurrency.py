@@ -1,26 +1,35 @@
-"""Benchmark: medcompile eval throughput vs concurrency, as a fraction of the server's own maximum.
+"""Benchmark: medcompile eval throughput vs concurrency, as a fraction of the server's own maximum;
+ensemble latency on a concurrent server; KV-prefix reuse on the embedded model.
 
 A fake OpenAI-compatible server (benchmarks/fake_openai_server.py, a separate process:
 fixed latency, fixed number of slots) stands in for a model server, so the figures are
-fast and repeatable. First the server's ceiling is measured directly: raw concurrent
-HTTP requests with httpx (asyncio, up to 4x its slots in flight). Then medcompile
+fast and repeatable. The server's ceiling is measured directly next to every cell: the best
+of raw concurrent HTTP requests with httpx (asyncio) and a raw httpx thread pool, 2x its
+slots in flight. Then medcompile
 evaluates a one-call program (zero_shot) with Program.run_many at concurrency
 1, 2, 4, 8, 16 through the standard LM stack (make_lm('openai/fake', api_base=...,
-mode='text'): litellm + retries + concurrency limiter + metering; no cache, so every
-question is a real HTTP call), in two settings:
+mode='text'): direct OpenAI-compatible client + retries + concurrency limiter +
+metering; no cache, so every question is a real HTTP call), in three settings:
 
   * default stack: make_lm's default max_concurrency (8 for remote models) stays in
     place, as a user who only passes --concurrency gets;
-  * matched limiter: max_concurrency = the run_many concurrency.
+  * matched limiter: max_concurrency = the run_many concurrency;
+  * litellm transport (the previous path, `transport="litellm"`), matched limiter.
 
-The same measurement runs with raw httpx from a thread pool of the same size, which
-separates the cost of Python threads from litellm's and medcompile's own, and once more
-with one shared OpenAI client handed to litellm (make_lm(..., extra={"client": ...})):
-litellm.text_completion otherwise builds a new OpenAI/httpx client, SSL context
-included, on every call. Per-call timings at concurrency 1 show where that time goes.
-Timings are measured side by side in one run; the ratio is what matters.
+Raw httpx from a thread pool of the same size separates the cost of Python threads from
+medcompile's own. Per-call timings at concurrency 1 show where the time goes.
 
-    python benchmarks/bench_concurrency.py [--latency-ms 20] [--slots 8] [--questions 240]
+Ensemble latency: a second fake server with a fixed latency (100 ms, 16 slots); per-question
+latency of a 5-shuffle ensemble vs a one-call program, questions one after another, with the
+default limiter (calls of a question side by side) and with max_concurrency=1 (in order).
+
+Prefix reuse on the embedded model (Gemma 3 270M in-process, one call at a time): per-question
+latency of a 5-shuffle ensemble with 5 kNN exemplars vs one call with the same exemplars, on
+different MedQA dev questions each (cold prefix for every question), medians.
+
+Timings are measured side by side in one run; the ratios are what matter.
+
+    python benchmarks/bench_concurrency.py [--quick] [--latency-ms 20] [--slots 8] [--questions 240]
     python benchmarks/bench_concurrency.py --llama 6   # also a few calls to a real llama_cpp.server
 
 Writes benchmarks/results/concurrency.json and concurrency.png.
@@ -30,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -86,17 +96,12 @@ def raw_threads(base: str, n: int, conc: int) -> float:
         return n / (time.perf_counter() - t0)
 
 
-def medcompile_qps(base: str, n: int, conc: int, limiter: int | None, shared_client: bool = False) -> dict[str, Any]:
+def medcompile_qps(base: str, n: int, conc: int, limiter: int | None, transport: str = "auto") -> dict[str, Any]:
     from medcompile.lm.registry import make_lm
 
-    os.environ.setdefault("MEDCOMPILE_BENCH_DUMMY_API_KEY", "x")
     kw: dict[str, Any] = {} if limiter is None else {"max_concurrency": limiter}
-    if shared_client:  # the fix, without touching core: one OpenAI client for every call
-        import openai
-
-        kw["extra"] = {"client": openai.OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0)}
     lm = make_lm("openai/fake", api_base=f"{base}/v1", mode="text", cache=False,
-                 api_key_env="MEDCOMPILE_BENCH_DUMMY_API_KEY", **kw)
+                 api_key_env="MEDCOMPILE_BENCH_DUMMY_API_KEY", transport=transport, **kw)
     prog = Program(Predict(tune=False), name="zero_shot")
     prog.run_many(questions(max(4, conc)), lm, concurrency=conc)  # warm: imports, connection pools
     qs = questions(n)
@@ -105,29 +110,29 @@ def medcompile_qps(base: str, n: int, conc: int, limiter: int | None, shared_cli
     dt = time.perf_counter() - t0
     ok = sum(r.prediction.answer == "B" for r in res)
     assert ok == n, f"only {ok}/{n} questions answered"
-    lat = [r.latency_s for r in res]
-    lat.sort()
+    lat = sorted(r.latency_s for r in res)
     return {"qps": n / dt, "n": n, "p50_question_latency_ms": 1000 * lat[len(lat) // 2],
             "p90_question_latency_ms": 1000 * lat[int(len(lat) * 0.9)]}
 
 
-def litellm_diag(base: str, n: int = 40) -> dict[str, float]:
-    """ms per sequential call at concurrency 1: where the per-call client time goes."""
+def per_call_diag(base: str, n: int = 40) -> dict[str, float]:
+    """ms per sequential call at concurrency 1 (fake server latency included)."""
     import litellm
-    import openai
 
-    oc = openai.OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0)
+    from medcompile.lm.base import LMRequest
+    from medcompile.lm.litellm_lm import LiteLLMLM
+
     hc = httpx.Client(timeout=60)
-    msgs = [{"role": "user", "content": "hi"}]
+    direct = LiteLLMLM("openai/fake", mode="text", api_base=f"{base}/v1", api_key_env="MEDCOMPILE_BENCH_DUMMY_API_KEY")
+    via_litellm = LiteLLMLM("openai/fake", mode="text", api_base=f"{base}/v1",
+                            api_key_env="MEDCOMPILE_BENCH_DUMMY_API_KEY", transport="litellm")
+    req = LMRequest(model="openai/fake", mode="text", prompt="hi", max_tokens=8)
     cases = {
         "httpx_shared_client": lambda: hc.post(f"{base}/v1/completions", json=BODY),
-        "openai_shared_client": lambda: oc.completions.create(model="fake", prompt="hi", max_tokens=8),
+        "medcompile_direct_client": lambda: direct.complete(req),
+        "medcompile_litellm_transport": lambda: via_litellm.complete(req),
         "litellm_text_completion": lambda: litellm.text_completion(
             model="openai/fake", prompt="hi", api_base=f"{base}/v1", api_key="x", max_tokens=8),
-        "litellm_text_completion_shared_client": lambda: litellm.text_completion(
-            model="openai/fake", prompt="hi", api_base=f"{base}/v1", api_key="x", max_tokens=8, client=oc),
-        "litellm_chat_completion": lambda: litellm.completion(
-            model="openai/fake", messages=msgs, api_base=f"{base}/v1", api_key="x", max_tokens=8),
     }
     out = {}
     for name, fn in cases.items():
@@ -136,6 +141,69 @@ def litellm_diag(base: str, n: int = 40) -> dict[str, float]:
         for _ in range(n):
             fn()
         out[name] = round(1000 * (time.perf_counter() - t0) / n, 2)
+    return out
+
+
+def ensemble_latency(n: int, latency_ms: float = 100.0) -> dict[str, Any]:
+    """Per-question latency, 5-shuffle ensemble vs one call, on a fixed-latency server."""
+    from medcompile import Shuffle, Vote
+    from medcompile.lm.registry import make_lm
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("fake_openai_server.py")), "--port",
+                               str(port), "--latency-ms", str(latency_ms), "--max-concurrency", "16"])
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/v1/models", 30)
+        one = Program(Predict(tune=False), name="one_call")
+        ens = Program(Vote(Shuffle(Predict(tune=False), n=5, tune=False)), name="shuffle5")
+        out: dict[str, Any] = {"server_latency_ms": latency_ms, "n": n}
+        for limiter in (8, 1):
+            lm = make_lm("openai/fake", api_base=f"{base}/v1", mode="text", cache=False,
+                         api_key_env="MEDCOMPILE_BENCH_DUMMY_API_KEY", max_concurrency=limiter)
+            one.run_many(questions(2), lm)  # warm
+            lat_one, lat_ens = [], []
+            for q in questions(n):  # interleaved, one question at a time
+                lat_one.append(one.run(q, lm).latency_s)
+                lat_ens.append(ens.run(q, lm).latency_s)
+            row = {"one_call_p50_ms": round(1000 * statistics.median(lat_one), 1),
+                   "ensemble_p50_ms": round(1000 * statistics.median(lat_ens), 1)}
+            row["ratio"] = round(row["ensemble_p50_ms"] / row["one_call_p50_ms"], 3)
+            out[f"max_concurrency_{limiter}"] = row
+        return out
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def prefix_reuse(n: int) -> dict[str, Any]:
+    """Embedded model: per-question latency of a 5-shuffle ensemble (5 kNN exemplars) vs one call."""
+    from medcompile import Exemplar, Retrieve, Shuffle, Vote
+    from medcompile.bank import Bank
+    from medcompile.data import load_dataset, split_named
+    from medcompile.lm.registry import make_lm
+
+    ds = load_dataset("medqa_us4")
+    bank = Bank([Exemplar(q) for q in split_named(ds, "bank").questions], {"kind": "wordllama"})
+    dev = split_named(ds, "dev").questions
+    qs_one, qs_ens = dev[:n], dev[n:2 * n]  # different questions: no prefix left over from the other program
+
+    def demos() -> Retrieve:
+        return Retrieve(k=5, strategy="knn", bank=bank, tune=False)
+
+    one = Program(Predict(demos=demos(), tune=False), name="one_call_knn5")
+    ens = Program(Vote(Shuffle(Predict(demos=demos(), tune=False), n=5, tune=False)), name="shuffle5_knn5")
+    lm = make_lm("local", cache=False)
+    one.prepare()
+    one.run(dev[2 * n], lm)  # load the model, warm
+    lat_one, lat_ens = [], []
+    for qa, qb in zip(qs_one, qs_ens):
+        lat_one.append(one.run(qa, lm).latency_s)
+        lat_ens.append(ens.run(qb, lm).latency_s)
+    out = {"model": lm.model, "n": n, "calls_per_question": {"one": 1, "ensemble": 5},
+           "one_call_p50_s": round(statistics.median(lat_one), 3),
+           "ensemble_p50_s": round(statistics.median(lat_ens), 3)}
+    out["ratio"] = round(out["ensemble_p50_s"] / out["one_call_p50_s"], 3)
     return out
 
 
@@ -190,74 +258,97 @@ def llama_check(n: int) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer levels and questions (< 2 min)")
     ap.add_argument("--latency-ms", type=float, default=20.0)
     ap.add_argument("--slots", type=int, default=8, help="fake server max concurrency")
     ap.add_argument("--questions", type=int, default=240, help="questions (= calls) per measurement")
     ap.add_argument("--repeats", type=int, default=2, help="best of N per cell (load on a shared box is noisy)")
+    ap.add_argument("--ensemble-questions", type=int, default=20)
+    ap.add_argument("--prefix-questions", type=int, default=20, help="embedded-model prefix row (0: skip)")
+    ap.add_argument("--prefix-only", action="store_true",
+                    help="only the embedded-model prefix row, added to the existing concurrency.json")
     ap.add_argument("--llama", type=int, default=0, help="also N calls against a real llama_cpp.server")
     args = ap.parse_args()
+    if args.prefix_only:
+        import json
+
+        path = RESULTS / "concurrency.json"
+        prev = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        prev["prefix_reuse_embedded"] = {**prefix_reuse(args.prefix_questions), "machine": machine()}
+        print("embedded model, 5-shuffle ensemble vs one call (cold prefix):", prev["prefix_reuse_embedded"])
+        save_json("concurrency.json", prev)
+        return 0
+    levels = (1, 4, 16) if args.quick else LEVELS
+    if args.quick:
+        args.questions, args.repeats = min(args.questions, 160), 1
+        args.ensemble_questions, args.prefix_questions = min(args.ensemble_questions, 8), min(args.prefix_questions, 6)
+    os.environ.setdefault("MEDCOMPILE_BENCH_DUMMY_API_KEY", "x")
     port = free_port()
     server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("fake_openai_server.py")), "--port",
                                str(port), "--latency-ms", str(args.latency_ms), "--max-concurrency", str(args.slots)])
     base = f"http://127.0.0.1:{port}"
-    out: dict[str, Any] = {"machine": machine(), "config": vars(args), "levels": list(LEVELS)}
+    out: dict[str, Any] = {"machine": machine(), "config": vars(args), "levels": list(levels)}
     try:
         wait_http(f"{base}/v1/models", 30)
         theory = args.slots / (args.latency_ms / 1000)
-        raw_async = {c: max(asyncio.run(_raw_async(base, args.questions * 2, c)) for _ in range(args.repeats))
-                     for c in sorted(set(LEVELS) | {args.slots, 2 * args.slots, 4 * args.slots})}
-        server_max = max(raw_async.values())
-        out["server"] = {"latency_ms": args.latency_ms, "slots": args.slots, "theoretical_max_rps": theory,
-                         "measured_max_rps": round(server_max, 1),
-                         "raw_async_rps_by_concurrency": {c: round(v, 1) for c, v in raw_async.items()}}
-        print(f"fake server: {args.slots} slots x {args.latency_ms:g} ms -> theoretical {theory:.0f} req/s, "
-              f"measured max {server_max:.0f} req/s (raw async httpx)", flush=True)
-        out["per_call_ms_c1"] = litellm_diag(base)
+        out["per_call_ms_c1"] = per_call_diag(base, 10 if args.quick else 40)
         print("per-call ms at concurrency 1:", out["per_call_ms_c1"], flush=True)
-        rows = []
-        table = []
-        for c in LEVELS:
+        rows, table = [], []
+        for c in levels:
+            # The server maximum is re-measured next to each cell (same minute, same machine load): the best
+            # of raw async httpx and a raw httpx thread pool, each with 2x the server's slots in flight (on a
+            # loaded 2-core box one asyncio loop is CPU-bound well below the server's capacity).
+            cell_max = max(max(asyncio.run(_raw_async(base, args.questions * 2, 2 * args.slots)),
+                               raw_threads(base, args.questions * 2, 2 * args.slots)) for _ in range(args.repeats))
             raw_t = max(raw_threads(base, args.questions, c) for _ in range(args.repeats))
-            default = max((medcompile_qps(base, args.questions, c, None) for _ in range(args.repeats)),
-                          key=lambda d: d["qps"])
-            matched = max((medcompile_qps(base, args.questions, c, c) for _ in range(args.repeats)),
-                          key=lambda d: d["qps"])
-            shared = max((medcompile_qps(base, args.questions, c, c, shared_client=True)
-                          for _ in range(args.repeats)), key=lambda d: d["qps"])
+
+            def best(limiter: int | None, transport: str = "auto") -> dict[str, Any]:
+                return max((medcompile_qps(base, args.questions, c, limiter, transport) for _ in range(args.repeats)),
+                           key=lambda d: d["qps"])
+            default, matched = best(None), best(c)
+            via_litellm = best(c, "litellm") if (not args.quick or c == levels[-1]) else None
             row = {"concurrency": c, "ideal_rps": min(c, args.slots) / (args.latency_ms / 1000),
-                   "raw_async_rps": round(raw_async.get(c, float("nan")), 1), "raw_threads_rps": round(raw_t, 1),
+                   "server_max_rps_same_cell": round(cell_max, 1), "raw_threads_rps": round(raw_t, 1),
                    "medcompile_default_qps": round(default["qps"], 1),
                    "medcompile_matched_qps": round(matched["qps"], 1),
-                   "medcompile_shared_client_qps": round(shared["qps"], 1),
-                   "fraction_of_server_max_shared_client": round(shared["qps"] / server_max, 3),
-                   "fraction_of_server_max_default": round(default["qps"] / server_max, 3),
-                   "fraction_of_server_max_matched": round(matched["qps"] / server_max, 3),
-                   "fraction_of_ideal_at_this_concurrency": round(matched["qps"] / (min(c, args.slots) / (args.latency_ms / 1000)), 3),
+                   "medcompile_litellm_transport_qps": round(via_litellm["qps"], 1) if via_litellm else None,
+                   "fraction_of_server_max_default": round(default["qps"] / cell_max, 3),
+                   "fraction_of_server_max_matched": round(matched["qps"] / cell_max, 3),
+                   "fraction_of_server_max_litellm": round(via_litellm["qps"] / cell_max, 3) if via_litellm else None,
                    "medcompile_vs_raw_threads": round(matched["qps"] / raw_t, 3),
                    "matched_latency_p50_ms": round(matched["p50_question_latency_ms"], 2),
                    "matched_latency_p90_ms": round(matched["p90_question_latency_ms"], 2),
                    "n": args.questions}
             rows.append(row)
-            table.append([c, f"{row['ideal_rps']:.0f}", row["raw_threads_rps"], row["medcompile_default_qps"],
-                          row["medcompile_matched_qps"], row["fraction_of_server_max_matched"],
-                          row["medcompile_shared_client_qps"], row["fraction_of_server_max_shared_client"],
-                          row["fraction_of_ideal_at_this_concurrency"], row["medcompile_vs_raw_threads"]])
-            print(f"c={c:>2}: raw threads {raw_t:6.1f} req/s | medcompile default stack {default['qps']:6.1f} q/s, "
-                  f"matched limiter {matched['qps']:6.1f} q/s = {row['fraction_of_server_max_matched']:.0%} of server max "
-                  f"; with a shared OpenAI client {shared['qps']:6.1f} q/s (n={args.questions})", flush=True)
+            table.append([c, f"{row['ideal_rps']:.0f}", row["server_max_rps_same_cell"], row["raw_threads_rps"],
+                          row["medcompile_default_qps"], row["medcompile_matched_qps"],
+                          row["fraction_of_server_max_matched"], row["medcompile_litellm_transport_qps"] or "-",
+                          row["fraction_of_server_max_litellm"] or "-"])
+            print(f"c={c:>2}: server max {cell_max:6.1f} req/s | raw threads {raw_t:6.1f} | medcompile default "
+                  f"{default['qps']:6.1f} q/s, limiter=c {matched['qps']:6.1f} q/s = "
+                  f"{row['fraction_of_server_max_matched']:.0%} of server max"
+                  + (f" | litellm transport {via_litellm['qps']:6.1f} q/s" if via_litellm else "")
+                  + f" (n={args.questions})", flush=True)
         out["rows"] = rows
-        if args.llama:
-            out["llama_cpp_server"] = llama_check(args.llama)
-            print("llama_cpp.server:", out["llama_cpp_server"])
+        out["server"] = {"latency_ms": args.latency_ms, "slots": args.slots, "theoretical_max_rps": theory,
+                         "measured_max_rps": max(r["server_max_rps_same_cell"] for r in rows)}
     finally:
         server.terminate()
         server.wait(timeout=10)
+    out["ensemble_latency"] = ensemble_latency(args.ensemble_questions)
+    print("ensemble latency (5 shuffles vs one call, 100 ms server):", out["ensemble_latency"], flush=True)
+    save_json("concurrency.json", out)  # the slow embedded-model row below adds to it
+    if args.prefix_questions:
+        out["prefix_reuse_embedded"] = prefix_reuse(args.prefix_questions)
+        print("embedded model, 5-shuffle ensemble vs one call (cold prefix):", out["prefix_reuse_embedded"], flush=True)
+    if args.llama:
+        out["llama_cpp_server"] = llama_check(args.llama)
+        print("llama_cpp.server:", out["llama_cpp_server"])
     save_json("concurrency.json", out)
     print()
-    print(md_table(["concurrency", "ideal req/s", "raw httpx threads", "medcompile (default stack)",
-                    "medcompile (limiter = c)", "of server max", "medcompile + shared client (prototype)",
-                    "of server max (shared)", "of ideal at c", "vs raw threads"], table))
-    print("\nper-call ms at concurrency 1 (fake server latency included):", out["per_call_ms_c1"])
+    print(md_table(["concurrency", "ideal req/s", "server max (same cell)", "raw httpx threads",
+                    "medcompile (default limiter 8)", "medcompile (limiter = c)", "of server max",
+                    "litellm transport (before)", "of server max (litellm)"], table))
     plot(out)
     return 0
 
@@ -274,12 +365,14 @@ def plot(out: dict[str, Any]) -> None:
     xs = [r["concurrency"] for r in rows]
     fig, ax = plt.subplots(figsize=(7, 4.2))
     ax.plot(xs, [r["ideal_rps"] for r in rows], ls=":", c="gray", label="ideal min(c, slots)/latency")
-    ax.axhline(out["server"]["measured_max_rps"], ls="--", c="red", lw=1, label="server max (raw async httpx)")
+    ax.plot(xs, [r["server_max_rps_same_cell"] for r in rows], ls="--", c="red", lw=1,
+            label="server max (raw async httpx, same cell)")
     ax.plot(xs, [r["raw_threads_rps"] for r in rows], marker="^", label="raw httpx, thread pool")
     ax.plot(xs, [r["medcompile_matched_qps"] for r in rows], marker="o", label="medcompile run_many (limiter = c)")
     ax.plot(xs, [r["medcompile_default_qps"] for r in rows], marker="s", label="medcompile run_many (default limiter 8)")
-    ax.plot(xs, [r["medcompile_shared_client_qps"] for r in rows], marker="D",
-            label="medcompile + shared OpenAI client (prototype via extra=)")
+    lit = [(x, r["medcompile_litellm_transport_qps"]) for x, r in zip(xs, rows) if r["medcompile_litellm_transport_qps"]]
+    if lit:
+        ax.plot([a for a, _ in lit], [b for _, b in lit], marker="D", label="litellm transport (before)")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("concurrency")
     ax.set_ylabel(f"questions (= calls) per second, n={rows[0]['n']}")
