@@ -203,10 +203,10 @@ def run_search(c: "Compiler", study: optuna.Study, space: list[Param], banks: Ba
                     log(f"budget left ({o.budget - used} calls) is too small for the configurations "
                         "proposed; stopping search", quiet=o.quiet)
                     break
-                thrifty = _thrifty(root, space, params, banks, o.seed)
-                if thrifty != params and sum(need(configure(root, thrifty, banks, o.seed).calls_per_question())) \
-                        <= o.budget - used:
-                    # Try the proposal with fewer calls (fewest shuffles, paths, members) instead.
+                thrifty = _thrifty(root, space, params, banks, o.seed,
+                                   lambda cost: sum(need(cost)) <= o.budget - used)
+                if thrifty is not None:
+                    # Try the proposal with fewer calls (fewer shuffles, paths, members) instead.
                     study.enqueue_trial({k: _raw(space, k, v) for k, v in thrifty.items()})
                 continue
             stop = _evaluate(c, study, trial, candidate, params, space, search_qs, o.budget - used, multi,
@@ -215,19 +215,32 @@ def run_search(c: "Compiler", study: optuna.Study, space: list[Param], banks: Ba
                 break
 
 
-def _thrifty(root: Module, space: list[Param], params: dict[str, Any], banks: BankChoice, seed: int
-             ) -> dict[str, Any]:
-    """`params` with every choice that costs calls set to its simplest value (the other
-    choices as proposed): which choices cost calls is measured, not assumed."""
-    cost = configure(root, params, banks, seed).calls_per_question()
-    cheaper = dict(params)
-    for p in space:
-        if p.key in params and simplest_choice(p) != params[p.key]:
-            trial = {**cheaper, p.key: simplest_choice(p)}
-            trial_cost = configure(root, trial, banks, seed).calls_per_question()
-            if trial_cost < cost:
-                cheaper, cost = trial, trial_cost
-    return active_params(root, space, lambda p: cheaper.get(p.key, simplest_choice(p)))
+def _thrifty(root: Module, space: list[Param], params: dict[str, Any], banks: BankChoice, seed: int,
+             fits: Any) -> dict[str, Any] | None:
+    """The costliest variant of `params` that `fits(calls_per_question)`, lowering one choice
+    at a time by the smallest saving (None if none fits). Which choices cost calls is
+    measured, not assumed; the other choices stay as proposed."""
+    def cost(ps: dict[str, Any]) -> float:
+        return configure(root, ps, banks, seed).calls_per_question()
+
+    current, current_cost = dict(params), cost(params)
+    while not fits(current_cost):
+        steps = []
+        for i, p in enumerate(space):
+            if p.key not in current:
+                continue
+            lower = [c for c in p.choices if isinstance(c, (int, float)) and not isinstance(c, bool)
+                     and c < current[p.key]] if isinstance(current[p.key], (int, float)) else []
+            if lower:
+                ps = active_params(root, space, lambda q, k=p.key, v=max(lower): v if q.key == k
+                                   else current.get(q.key, simplest_choice(q)))
+                c = cost(ps)
+                if c < current_cost:
+                    steps.append((current_cost - c, i, ps, c))
+        if not steps:
+            return None
+        _, _, current, current_cost = min(steps, key=lambda s: (s[0], s[1]))
+    return current if current != params else None
 
 
 def _raw(space: list[Param], key: str, value: Any) -> Any:

@@ -209,7 +209,8 @@ def test_the_seed_reaches_shuffle_orders_and_random_exemplars(work):
         optimize(seeded_program(), ALL[:20], ALL[20:30], lm=wrap_lm(recording_lm(sent[run]), cache=False),
                  budget=500, seed=seed, max_trials=3, n_instructions=0, quiet=True, out=work / run / "p.json")
         texts[run] = (work / run / "p.json").read_bytes()
-    assert texts["a"] == texts["c"] and sent["a"] == sent["c"]  # same seed: same bytes, same prompts
+    # same seed: same bytes, same prompts (a question's shuffles may reach the model in either order)
+    assert texts["a"] == texts["c"] and sorted(sent["a"]) == sorted(sent["c"])
     assert texts["a"] != texts["b"]
     orders = {run: {(stem, shown[:4]) for stem, shown in sent[run]} for run in sent}
     assert orders["a"] != orders["b"]  # another seed shuffles the options differently...
