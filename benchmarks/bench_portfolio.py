@@ -38,15 +38,28 @@ from medcompile.modules.route import SKIP  # noqa: E402
 THRESHOLDS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, SKIP)
 
 
+PROGRAMS = ("screen", "ensemble", "route", "cascade", "cascade_fixed")
+
+
+def cot_votes(n: int, k: int = 5) -> mc.Module:
+    return mc.Vote(mc.Shuffle(mc.SelfCoT(demos=mc.Retrieve(k=k, strategy="knn", tune=False), tune=False),
+                              n=n, tune=False))
+
+
 def declared(which: str, thresholds: tuple = THRESHOLDS, n: int = 5, k: int = 5) -> mc.Program:
     screen = mc.Predict(demos=mc.Retrieve(k=k, strategy="knn", tune=False), tune=False)
-    ensemble = mc.Vote(mc.Shuffle(mc.SelfCoT(demos=mc.Retrieve(k=k, strategy="knn", tune=False), tune=False),
-                                  n=n, tune=False))
     if which == "screen":
         return mc.Program(screen, name="screen")
     if which == "ensemble":
-        return mc.Program(ensemble, name="ensemble")
-    return mc.Program(mc.Route([screen, ensemble], tune={"threshold0": list(thresholds)}), name="route")
+        return mc.Program(cot_votes(n, k), name="ensemble")
+    if which == "route":  # Medprompt+ as published: a direct answer screens, the ensemble takes the rest
+        return mc.Program(mc.Route([screen, cot_votes(n, k)], tune={"threshold0": list(thresholds)}), name="route")
+    # an ensemble that stops early: 2 shuffles agree -> done; else a 3rd; else all 5 (repeats cost nothing)
+    members = [cot_votes(2, k), cot_votes(3, k), cot_votes(n, k)]
+    if which == "cascade_fixed":  # the same, thresholds declared, not searched: stop on 2 of 2, else 3 of 3
+        return mc.Program(mc.Route(members, thresholds=[1.0, 1.0], tune=False), name="cascade")
+    return mc.Program(mc.Route(members, tune={"threshold0": [0.0, 1.0, SKIP], "threshold1": [0.6, 1.0, SKIP]}),
+                      name="cascade")
 
 
 def evaluate(prog: mc.Program, test: list, lms: list) -> dict[str, Any]:
@@ -60,7 +73,7 @@ def evaluate(prog: mc.Program, test: list, lms: list) -> dict[str, Any]:
 
 
 def sim_rows(profiles: list[str], seeds: list[int], dev_n: int, test_n: int, replicates: int, budget: int,
-             log) -> list[dict[str, Any]]:
+             log, programs: tuple[str, ...] = PROGRAMS) -> list[dict[str, Any]]:
     from medcompile.data import load_dataset, split_named
     from medcompile.sim import SimWorld
 
@@ -72,10 +85,10 @@ def sim_rows(profiles: list[str], seeds: list[int], dev_n: int, test_n: int, rep
         for seed in seeds:
             world = SimWorld(bank + dev + test, profile=profile, seed=seed)
             t0 = time.perf_counter()
-            for which in ("screen", "ensemble", "route"):
+            for which in programs:
                 lm = world.lm(replicate=0)
                 prog = mc.optimize(declared(which), bank, dev, lm=lm, budget=budget, seed=seed, quiet=True,
-                                   max_trials=len(THRESHOLDS) + 2, n_instructions=0, max_rationales=200,
+                                   max_trials=10, n_instructions=0, max_rationales=200,
                                    out=None, storage="sqlite:///:memory:")
                 info = prog.compile_info or {}
                 ev = evaluate(prog, test, [world.lm(replicate=1 + r) for r in range(replicates)])
@@ -83,36 +96,44 @@ def sim_rows(profiles: list[str], seeds: list[int], dev_n: int, test_n: int, rep
                        "dev_accuracy": info.get("dev", {}).get("score"),
                        "dev_calls_per_question": info.get("calls_per_question"),
                        "compile_calls": info.get("budget", {}).get("spent_calls"),
-                       "threshold": (prog.root.thresholds[0] if which == "route" else None)}
+                       "threshold": (list(prog.root.thresholds) if which in PORTFOLIOS else None)}
                 rows.append(row)
-            got = {r["program"]: r for r in rows[-3:]}
+            got = {r["program"]: r for r in rows[-len(programs):]}
             log(f"{profile} seed {seed}: " + ", ".join(
                 f"{w} {100 * got[w]['accuracy']:.1f}% @ {got[w]['calls_per_question']:.2f} calls/q"
-                for w in ("screen", "ensemble", "route")) + f" (threshold {got['route']['threshold']}, "
-                f"{time.perf_counter() - t0:.0f}s)")
+                + (f" {got[w]['threshold']}" if got[w]["threshold"] else "") for w in programs)
+                + f" ({time.perf_counter() - t0:.0f}s)")
     return rows
+
+
+LABELS = {"screen": "screen: kNN 5-shot direct answer (cheapest member)",
+          "ensemble": "full ensemble: kNN 5-shot CoT x 5 shuffles + vote",
+          "route": "Route [screen -> ensemble] (Medprompt+, compiled threshold)",
+          "cascade": "Route [CoT x2 -> x3 -> x5] (early-stopping ensemble, compiled thresholds)",
+          "cascade_fixed": "Route [CoT x2 -> x3 -> x5], thresholds declared 1.0 / 1.0 (compiled, not searched)"}
+PORTFOLIOS = ("route", "cascade", "cascade_fixed")
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for profile in sorted({r["profile"] for r in rows}):
-        by = {w: {r["seed"]: r for r in rows if r["profile"] == profile and r["program"] == w}
-              for w in ("screen", "ensemble", "route")}
-        seeds = sorted(set(by["route"]) & set(by["ensemble"]) & set(by["screen"]))
-        s: dict[str, Any] = {"seeds": len(seeds)}
-        for w in by:
+        present = [w for w in PROGRAMS if any(r["profile"] == profile and r["program"] == w for r in rows)]
+        by = {w: {r["seed"]: r for r in rows if r["profile"] == profile and r["program"] == w} for w in present}
+        seeds = sorted(set.intersection(*(set(by[w]) for w in present)))
+        s: dict[str, Any] = {"seeds": len(seeds), "programs": present}
+        for w in present:
             a = mean_ci([by[w][x]["accuracy"] for x in seeds])
             c = mean_ci([by[w][x]["calls_per_question"] for x in seeds])
             s[w] = {"accuracy": [a.mean, a.low, a.high], "calls_per_question": [c.mean, c.low, c.high]}
-        d = mean_ci([by["route"][x]["accuracy"] - by["ensemble"][x]["accuracy"] for x in seeds])
-        d2 = mean_ci([by["route"][x]["accuracy"] - by["screen"][x]["accuracy"] for x in seeds])
-        ratio = mean_ci([by["route"][x]["calls_per_question"] / by["ensemble"][x]["calls_per_question"] for x in seeds])
-        s["route_minus_ensemble"] = [d.mean, d.low, d.high]
-        s["route_minus_screen"] = [d2.mean, d2.low, d2.high]
-        s["route_calls_ratio_to_ensemble"] = [ratio.mean, ratio.low, ratio.high]
-        s["thresholds_chosen"] = [by["route"][x]["threshold"] for x in seeds]
-        s["within_1_point"] = d.mean >= -0.01
-        s["at_most_60pct_calls"] = ratio.mean <= 0.60
+        for w in (p for p in PORTFOLIOS if p in present):
+            d = mean_ci([by[w][x]["accuracy"] - by["ensemble"][x]["accuracy"] for x in seeds])
+            d2 = mean_ci([by[w][x]["accuracy"] - by["screen"][x]["accuracy"] for x in seeds])
+            ratio = mean_ci([by[w][x]["calls_per_question"] / by["ensemble"][x]["calls_per_question"] for x in seeds])
+            s[w].update({"minus_ensemble": [d.mean, d.low, d.high], "minus_screen": [d2.mean, d2.low, d2.high],
+                         "calls_ratio_to_ensemble": [ratio.mean, ratio.low, ratio.high],
+                         "thresholds_chosen": [by[w][x]["threshold"] for x in seeds],
+                         "within_1_point": d.mean >= -0.01, "ci_excludes_1_point_loss": d.low > -0.01,
+                         "at_most_60pct_calls": ratio.mean <= 0.60})
         out[profile] = s
     return out
 
@@ -125,20 +146,21 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = ["# Medprompt+ portfolio (Route) vs the full ensemble and its cheapest member", "",
              f"Simulated models, MedQA-US4 test n = {meta['test_n']} per seed x {meta['replicates']} model replicates; "
              f"compiled on dev n = {meta['dev_n']}, budget {meta['budget']} calls. Mean over seeds with t 95% CI; "
-             "differences are paired by seed. Command: `" + meta["command"] + "`", ""]
+             "differences are paired by seed. Commands: " + "; ".join(f"`{c}`" for c in meta.get("commands", [meta["command"]])), ""]
     for profile, s in summary.items():
         lines += [f"## {profile} ({s['seeds']} seeds)", "",
                   "| program | test accuracy % | calls/question |", "|---|---:|---:|"]
-        for w, label in (("screen", "screen: kNN 5-shot direct (cheapest member)"),
-                         ("ensemble", "full ensemble: kNN 5-shot CoT x 5 shuffles + vote"),
-                         ("route", "Route (compiled threshold)")):
-            lines.append(f"| {label} | {f(s[w]['accuracy'])} | {f(s[w]['calls_per_question'], 1.0)} |")
-        lines += ["", f"- route - ensemble: {f(s['route_minus_ensemble'], signed=True)} points; "
-                  f"route - screen: {f(s['route_minus_screen'], signed=True)} points",
-                  f"- route calls as a share of the ensemble's: {f(s['route_calls_ratio_to_ensemble'])}%",
-                  f"- thresholds chosen per seed: {s['thresholds_chosen']}",
-                  f"- within 1 point of the ensemble (mean): **{s['within_1_point']}**; "
-                  f"at most 60% of its calls (mean): **{s['at_most_60pct_calls']}**", ""]
+        for w in s["programs"]:
+            lines.append(f"| {LABELS[w]} | {f(s[w]['accuracy'])} | {f(s[w]['calls_per_question'], 1.0)} |")
+        lines.append("")
+        for w in (p for p in PORTFOLIOS if p in s["programs"]):
+            p = s[w]
+            lines += [f"- **{w}**: - ensemble {f(p['minus_ensemble'], signed=True)} points, - screen "
+                      f"{f(p['minus_screen'], signed=True)} points; calls {f(p['calls_ratio_to_ensemble'])}% of the "
+                      f"ensemble's; within 1 point (mean) **{p['within_1_point']}** (95% CI above -1: "
+                      f"{p['ci_excludes_1_point_loss']}), <= 60% of its calls **{p['at_most_60pct_calls']}**; "
+                      f"thresholds chosen: {p['thresholds_chosen']}"]
+        lines.append("")
     return "\n".join(lines) + "\n"
 
 
@@ -149,29 +171,30 @@ def plot(summary: dict[str, Any], path: Path, real: dict[str, Any] | None) -> No
     import matplotlib.pyplot as plt
 
     panels = list(summary) + (["real: gemma3-270m"] if real else [])
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
-    colors = {"screen": "tab:gray", "ensemble": "tab:blue", "route": "tab:red"}
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.2), squeeze=False)
+    colors = {"screen": "tab:gray", "ensemble": "tab:blue", "route": "tab:red", "cascade": "tab:green",
+              "cascade_fixed": "tab:olive"}
     for ax, name in zip(axes[0], panels):
         if name in summary:
             s = summary[name]
-            for w in ("screen", "ensemble", "route"):
+            for w in s["programs"]:
                 a, c = s[w]["accuracy"], s[w]["calls_per_question"]
                 ax.errorbar([c[0]], [100 * a[0]], xerr=[[c[0] - c[1]], [c[2] - c[0]]],
                             yerr=[[100 * (a[0] - a[1])], [100 * (a[2] - a[0])]], fmt="o", color=colors[w], label=w,
                             capsize=3)
-            ax.set_title(f"{name} ({s['seeds']} seeds, 95% CI)")
+            ax.set_title(f"sim {name} ({s['seeds']} seeds, 95% CI)")
         else:
             for r in real["rows"]:  # type: ignore[index]
                 w = "route" if r["program"].startswith("route") else r["program"]
                 ax.errorbar([r["calls_per_question"]], [100 * r["accuracy"]],
                             yerr=[[100 * (r["accuracy"] - r["ci95"][0])], [100 * (r["ci95"][1] - r["accuracy"])]],
-                            fmt="o", color=colors[w], capsize=3)
+                            fmt="o", color=colors.get(w, "black"), capsize=3)
                 ax.annotate(r["program"], (r["calls_per_question"], 100 * r["accuracy"]), fontsize=7)
             ax.set_title(f"{name} (n={real['n']}, 95% CI)")  # type: ignore[index]
         ax.set_xlabel("model calls per question")
         ax.set_ylabel("test accuracy %")
         ax.grid(alpha=0.3)
-    axes[0][0].legend()
+    axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -225,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test", type=int, default=254)
     ap.add_argument("--replicates", type=int, default=3)
     ap.add_argument("--budget", type=int, default=20000)
+    ap.add_argument("--programs", nargs="+", default=list(PROGRAMS), choices=PROGRAMS,
+                    help="sim: programs to (re)run; rows of the others are kept from the last run")
     ap.add_argument("--lm", default="sim", help="'sim' (default) or 'local' for the real-model run")
     ap.add_argument("--limit", type=int, default=30, help="real-model run: MedQA test questions")
     ap.add_argument("--thresholds", type=float, nargs="+", default=[0.5, 0.7, 0.9], help="real-model run")
@@ -235,18 +260,30 @@ def main(argv: list[str] | None = None) -> int:
         print(msg, flush=True)
 
     out_json = RESULTS / "portfolio.json"
-    previous = json.loads(out_json.read_text()) if out_json.exists() else {}
+
+    def previous() -> dict[str, Any]:  # read at save time: a real-model run and a sim run may overlap
+        return json.loads(out_json.read_text()) if out_json.exists() else {}
+
     if a.lm == "local":
         real = real_run(a.limit, a.thresholds, a.shuffles, log)
         real["command"] = "python benchmarks/bench_portfolio.py " + " ".join(argv or sys.argv[1:])
-        data = {**previous, "real_model": real, "machine_real": machine()}
+        data = {**previous(), "real_model": real, "machine_real": machine()}
     else:
         if a.quick:
             a.profiles, a.seeds, a.dev, a.test, a.replicates = a.profiles[:1], 2, 60, 80, 2
-        rows = sim_rows(a.profiles, list(range(a.seeds)), a.dev, a.test, a.replicates, a.budget, log)
+        rows = sim_rows(a.profiles, list(range(a.seeds)), a.dev, a.test, a.replicates, a.budget, log,
+                        tuple(a.programs))
         meta = {"dev_n": a.dev, "test_n": a.test, "replicates": a.replicates, "budget": a.budget,
                 "seeds": a.seeds, "command": "python benchmarks/bench_portfolio.py " + " ".join(argv or sys.argv[1:])}
-        data = {**previous, "sim": {"meta": meta, "summary": summarise(rows), "rows": rows}, "machine": machine()}
+        prev = previous()
+        # rows of profiles not rerun here are kept (several profiles may run as separate processes)
+        redone = {(r["profile"], r["seed"], r["program"]) for r in rows}
+        rows = [r for r in prev.get("sim", {}).get("rows", [])
+                if (r["profile"], r["seed"], r["program"]) not in redone] + rows
+        meta_prev = prev.get("sim", {}).get("meta", {})
+        earlier = meta_prev.get("commands") or ([meta_prev["command"]] if meta_prev.get("command") else [])
+        meta["commands"] = list(dict.fromkeys(earlier + [meta["command"]]))
+        data = {**prev, "sim": {"meta": meta, "summary": summarise(rows), "rows": rows}, "machine": machine()}
     save_json("portfolio.json", data)
     if "sim" in data:
         md = markdown(data["sim"]["summary"], data["sim"]["meta"])

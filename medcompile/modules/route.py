@@ -100,6 +100,12 @@ class Route(Module):
                 continue
             tune[k] = tuple(_check_threshold(t, f"Route.tune.{k}") for t in choices)  # type: ignore[index]
         object.__setattr__(self, "tune", tune)
+        # a choice with one value is no choice: it is the setting (the search only sees choices of 2+)
+        fixed = {k: v[0] for k, v in (tune or {}).items() if len(v) == 1}
+        if fixed:
+            object.__setattr__(self, "thresholds", tuple(fixed.get(f"threshold{i}", t)
+                                                         for i, t in enumerate(self.thresholds)))
+            object.__setattr__(self, "pool", bool(fixed.get("pool", self.pool)))
 
     # ---- running -----------------------------------------------------------------------
     def plan(self) -> list[tuple[int, Threshold | None]]:

@@ -135,6 +135,9 @@ def test_space_configure_and_expected_calls():
     assert apply(measured, {"threshold0": 0.6}, None).calls_per_question() == 6.0  # type: ignore[arg-type]
     custom = Route([Predict(tune=False), SelfCoT(tune=False)], tune={"threshold0": [0.5, SKIP]})
     assert custom.space() == {"threshold0": (0.5, SKIP)}
+    one = Route([Predict(tune=False), SelfCoT(tune=False)], tune={"threshold0": [1.0], "pool": [True]})
+    assert one.thresholds == (1.0,) and one.pool  # a single choice is the setting, not ignored
+    assert apply(one, {}, None).thresholds == (1.0,)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("kwargs, msg", [
@@ -225,3 +228,20 @@ def test_an_escalation_that_extends_the_screen_repeats_no_call():
         assert r.prediction.answer == a.prediction.answer and r.prediction.votes == a.prediction.votes
         # the escalated question cost exactly the ensemble's distinct requests: nothing of the screen's again
         assert r.usage.calls == len({req.cache_key() for req in alone_lm.requests}) <= 5
+
+
+@pytest.mark.real_model
+def test_route_on_the_real_model_screens_with_option_probabilities(local_lm, medqa_dev):
+    """The embedded model scores the option keys: the screen's confidence is a probability, and a
+    question escalates to a 3-shuffle direct vote exactly when it is below the threshold."""
+    screen = Predict(tune=False)
+    route = Program(Route([screen, Vote(Shuffle(Predict(tune=False), n=3, tune=False))], thresholds=[0.5],
+                          tune=False))
+    qs = medqa_dev[:3]
+    alone = Program(screen).run_many(qs, local_lm)
+    assert all(0.0 < r.prediction.confidence < 1.0 for r in alone)  # scored, not parsed
+    for r, s in zip(route.run_many(qs, local_lm), alone):
+        if s.prediction.confidence >= 0.5:
+            assert r.usage.calls == 1 and r.prediction.answer == s.prediction.answer
+        else:  # run 0 of the shuffles repeats the screen's request: served from it, not sent again
+            assert r.usage.calls == 3 and "member 1" in r.prediction.reason
