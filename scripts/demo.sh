@@ -8,10 +8,12 @@ bash scripts/setup.sh
 export LITELLM_LOCAL_MODEL_COST_MAP=True
 OUT=out/demo
 mkdir -p "$OUT"
+# 60 dev questions: 36 to search on (candidates raced, paired, 4 at a time) and 24 held out to
+# confirm the finalists on; the cheapest configuration not significantly worse than the best wins.
 medcompile optimize medprompt \
   --train medqa_us4 --train-split bank --train-limit 120 \
-  --dev medqa_us4 --dev-split dev --dev-limit 16 \
-  --lm local --budget 400 --trials 8 --rationales 12 --instructions 2 --seed 0 \
+  --dev medqa_us4 --dev-split dev --dev-limit 60 \
+  --lm local --budget 360 --trials 10 --rationales 12 --instructions 2 --seed 0 \
   --out "$OUT/medprompt.json"
 medcompile validate "$OUT/medprompt.json"
 medcompile run "$OUT/medprompt.json" --input medqa_us4 --split test --limit 5 --output "$OUT/answers.jsonl"

@@ -38,6 +38,7 @@ Z_DROP = 1.645  # one-sided 95%: "significantly worse" while racing
 Z_KEEP = 1.0  # a costlier candidate stops once it is more than one standard error behind a cheaper one
 MIN_RACE_QUESTIONS = 4  # no racing decision on fewer paired questions
 MIN_SPLIT = 4  # below this many dev questions, confirmation reuses the search questions
+MIN_ALIKE_QUESTIONS = 12  # same correctness on every question: evidence of "no better" only this far
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,8 @@ def race(scores: Sequence[float], cost: float, leader: Reference | None, cheaper
             return {"rule": "worse", "ref": leader.number, "n": n, "diff": round(mean, 6)}
     if cheaper is not None and cost > cheaper.cost + 1e-9 and len(cheaper.scores) >= n:
         mean, se = _paired(scores, cheaper.scores[:n])
-        if mean + Z_KEEP * se < 0 or (mean == 0 and se == 0):  # behind, or answering exactly alike
+        # behind, or right and wrong on exactly the same questions for long enough to mean it
+        if mean + Z_KEEP * se < 0 or (mean == 0 and se == 0 and n >= MIN_ALIKE_QUESTIONS):
             return {"rule": "costlier", "ref": cheaper.number, "n": n, "diff": round(mean, 6)}
     return None
 

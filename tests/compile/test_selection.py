@@ -38,10 +38,12 @@ def test_race_stops_the_significantly_worse_and_the_costlier_that_is_not_ahead()
     assert race([0.0] * 4 + [1.0] * 4, 1.0, leader, None)["rule"] == "worse"  # 4 losses in 8: significant
     assert race([0.0] + [1.0] * 7, 1.0, leader, None) is None  # one loss in 8: not significant, keep going
     assert race([0.0] * 3, 1.0, leader, None) is None  # too few questions to decide anything
-    cheap = Reference(1, [1.0, 0.0] * 4, cost=1.0)
-    assert race([1.0, 0.0] * 4, 5.0, None, cheap)["rule"] == "costlier"  # same answers, five times the calls
-    assert race([1.0, 0.0] * 4, 1.0, None, cheap) is None  # same answers at the same cost: no reason to stop
-    assert race([1.0, 1.0] + [1.0, 0.0] * 3, 5.0, None, cheap) is None  # costlier but ahead: keep going
+    cheap = Reference(1, [1.0, 0.0] * 6, cost=1.0)
+    assert race([1.0, 0.0] * 6, 5.0, None, cheap)["rule"] == "costlier"  # same 12 results, five times the calls
+    assert race([1.0, 0.0] * 4, 5.0, None, cheap) is None  # 8 alike results could still be luck
+    assert race([1.0, 0.0] * 6, 1.0, None, cheap) is None  # same results at the same cost: no reason to stop
+    assert race([1.0, 1.0] + [1.0, 0.0] * 5, 5.0, None, cheap) is None  # costlier but ahead: keep going
+    assert race([0.0] * 4 + [1.0, 0.0] * 4, 5.0, None, cheap)["rule"] == "costlier"  # costlier, 2 losses behind
 
 
 def cand(number: int, correct: list[int], cost: float, *, baseline: bool = False, tokens: float = 100.0) -> Candidate:
