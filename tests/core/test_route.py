@@ -244,4 +244,5 @@ def test_route_on_the_real_model_screens_with_option_probabilities(local_lm, med
         if s.prediction.confidence >= 0.5:
             assert r.usage.calls == 1 and r.prediction.answer == s.prediction.answer
         else:  # run 0 of the shuffles repeats the screen's request: served from it, not sent again
-            assert r.usage.calls == 3 and "member 1" in r.prediction.reason
+            # (so 3 calls; 2 when the other two shuffled orders happen to coincide)
+            assert r.usage.calls in (2, 3) and "member 1" in r.prediction.reason
