@@ -237,3 +237,34 @@ def test_a_declared_program_follows_its_seed_and_old_files_keep_theirs():
     assert json.loads(old.to_json())["graph"]["seed"] == 0
     again = mc.loads(old.to_json())
     assert again.root.seed == 0
+
+
+def test_backend_down_during_confirmation_resumes_to_the_same_program(work):
+    """Confirmation results live in the study and every call in the cache: a compile stopped
+    there and rerun asks the model nothing twice and writes the uninterrupted program."""
+    from medcompile.compile import CompileError
+    from medcompile.lm.base import LMUnavailable
+
+    kw = dict(budget=1500, seed=0, max_trials=6, minibatch=4, n_instructions=0, max_rationales=6, quiet=True)
+    ref = exact_lm()
+    optimize(medprompt.build(), ALL[:30], ALL[30:70], lm=wrap_lm(ref, cache_dir=work / "ref-cache"),
+             out=work / "ref" / "p.json", **kw)
+    total, n_confirm = ref.calls, 16  # distinct requests: the cache answers repeats
+    inner, answered = exact_lm(), []
+
+    def flaky(req):
+        if len(answered) >= total - n_confirm // 2:  # half-way through the last finalist's confirmation
+            raise LMUnavailable("backend is down")
+        answered.append(req)
+        return inner.fn(req)
+
+    down = ScriptedLM(flaky, model="exact")
+    with pytest.raises(CompileError, match="confirming trial"):
+        optimize(medprompt.build(), ALL[:30], ALL[30:70], lm=wrap_lm(down, cache_dir=work / "cache"),
+                 out=work / "run" / "p.json", **kw)
+    assert not (work / "run" / "p.json").exists()
+    healthy = exact_lm()
+    optimize(medprompt.build(), ALL[:30], ALL[30:70], lm=wrap_lm(healthy, cache_dir=work / "cache"),
+             out=work / "run" / "p.json", **kw)
+    assert (work / "run" / "p.json").read_bytes() == (work / "ref" / "p.json").read_bytes()
+    assert healthy.calls == total - len(answered)  # only what the stopped run never received
