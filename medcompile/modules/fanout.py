@@ -77,10 +77,16 @@ def fan_out(ctx: Any, tasks: Sequence[Callable[[], T]]) -> list[T]:
 
 def parallel_capacity(lm: Any) -> int:
     """How many calls the LM stack takes at once: the smallest `max_concurrency` along its
-    `.inner` chain (a concurrency limiter), or 1 when no layer states one (run in order)."""
+    `.inner` chain (a concurrency limiter), or 1 when no layer states one (run in order).
+
+    Also 1 when a layer counts a call budget (`max_calls`, e.g. a compile's BudgetedLM): a
+    budget that runs out mid-question must always refuse the same call, which only a fixed
+    call order guarantees (compiles are byte-reproducible)."""
     cap: int | None = None
     layer, depth = lm, 0
     while layer is not None and depth < 32:
+        if isinstance(getattr(layer, "max_calls", None), int):
+            return 1
         c = getattr(layer, "max_concurrency", None)
         if isinstance(c, int) and not isinstance(c, bool) and c >= 1:
             cap = c if cap is None else min(cap, c)

@@ -146,3 +146,7 @@ def test_parallel_capacity_reads_the_stack() -> None:
     assert parallel_capacity(ScriptedLM(answer)) == 1
     assert parallel_capacity(wrap_lm(ScriptedLM(answer), cache=False, max_concurrency=6)) == 6
     assert parallel_capacity(wrap_lm(ScriptedLM(answer), cache=False, max_concurrency=1)) == 1
+    from medcompile.lm.meter import BudgetedLM
+
+    # a call budget (compiles): in order, so running out mid-question always refuses the same call
+    assert parallel_capacity(BudgetedLM(wrap_lm(ScriptedLM(answer), cache=False, max_concurrency=6), 100)) == 1
