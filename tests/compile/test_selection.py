@@ -223,7 +223,6 @@ def test_the_seed_reaches_shuffle_orders_and_random_exemplars(work):
 
 
 def test_a_declared_program_follows_its_seed_and_old_files_keep_theirs():
-    from medcompile.modules.base import RunContext  # noqa: F401 - the run goes through Program
     import medcompile as mc
 
     q = ALL[0]
