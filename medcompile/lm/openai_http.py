@@ -42,7 +42,8 @@ OPENAI_COMPATIBLE = ("openai", "text-completion-openai", "hosted_vllm")
 #: `extra` keys this transport sends in the request body; anything else needs litellm.
 BODY_PARAMS = frozenset({"top_k", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty",
                          "logit_bias", "user", "n_probs", "typical_p", "min_tokens", "ignore_eos"})
-TOP_LOGPROBS = 20  # OpenAI's maximum for chat; vLLM and llama.cpp accept it too
+TOP_LOGPROBS = 20  # chat `top_logprobs`: OpenAI's maximum; vLLM and llama.cpp accept it too
+TEXT_LOGPROBS = 5  # completions `logprobs`: 5 is the most every OpenAI-compatible server accepts
 _clients: dict[tuple[int, str, str], httpx.Client] = {}
 _clients_lock = threading.Lock()
 
@@ -149,7 +150,7 @@ class OpenAIHTTP:
             if request.mode == "chat":
                 b["logprobs"], b["top_logprobs"] = True, TOP_LOGPROBS
             else:
-                b["logprobs"] = TOP_LOGPROBS
+                b["logprobs"] = TEXT_LOGPROBS
             if self.guided_choice:
                 b["guided_choice"] = list(request.choices)
         return b

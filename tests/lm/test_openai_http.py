@@ -103,7 +103,7 @@ def test_choices_ask_for_logprobs_and_return_normalised_choice_logprobs(fake_ope
     fake_openai.script.append((200, _completion_with_logprobs([" B"], tops), {}, 0.0))
     r = lm.complete(text_req(lm, choices=("A", "B", "C", "D")))
     body = fake_openai.requests[-1]["json"]
-    assert body["logprobs"] == openai_http.TOP_LOGPROBS and "guided_choice" not in body
+    assert body["logprobs"] == openai_http.TEXT_LOGPROBS and "guided_choice" not in body
     got = dict(r.choice_logprobs)
     assert list(got) == ["A", "B", "C", "D"]
     assert math.isclose(sum(math.exp(v) for v in got.values()), 1.0)
