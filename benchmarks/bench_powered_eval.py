@@ -63,17 +63,24 @@ DATASETS = (  # cheapest prompts first
 SIGNATURES = {"medqa": "question, options -> answer", "pubmedqa": "context, question, options -> answer"}
 
 
+CAPS: dict[str, int] = {}  # --cap: fewer questions than the issue's n (stated in every row)
+
+
 def questions(spec: DataSpec, quick: bool) -> list[Question]:
+    """The dataset's questions in run order; a --cap keeps the first N of that order, which
+    are exactly the questions an interrupted run finished first."""
     qs = split_named(load_dataset(spec.dataset), spec.split).questions
     n = min(spec.n or len(qs), len(qs))
     if quick:
         n = min(n, 12)
-    return sample(qs, n, seed=0) if n < len(qs) else list(qs)
+    out = sample(qs, n, seed=0) if n < len(qs) else list(qs)
+    return out[:CAPS[spec.name]] if spec.name in CAPS else out
 
 
 def row(spec: DataSpec, program: str, res: EvalResult, **extra: Any) -> dict[str, Any]:
     acc, u = res.accuracy, res.usage_per_question()
-    return {"dataset": spec.name, "program": program, "n": res.n, "accuracy": round(acc.mean, 4),
+    planned = spec.n or len(split_named(load_dataset(spec.dataset), spec.split).questions)
+    return {"dataset": spec.name, "program": program, "n": res.n, "n_planned": planned, "accuracy": round(acc.mean, 4),
             "ci95": [round(acc.low, 4), round(acc.high, 4)], "abstention": round(res.abstention_rate, 4),
             "abstained": sum(r.answer is None for r in res.records),
             "calls_per_question": round(u["logical"]["calls"], 3),
@@ -114,6 +121,38 @@ def interleaved(progs: dict[str, Program], qs: list[Question], lm: Any, label: s
     return {name: s / max(len(qs), 1) for name, s in spent.items()}
 
 
+class _StoredLatency:
+    """Replays the LM disk cache with the latency each response had when it was made (a
+    cache hit normally reports its lookup time), so a rerun reports the model's own time."""
+
+    def __init__(self, lm: Any) -> None:
+        inner = lm
+        while not hasattr(inner, "cache") and hasattr(inner, "inner"):
+            inner = inner.inner
+        self.cache = getattr(inner, "cache", None)
+        self.model, self.mode = lm.model, lm.mode
+
+    def complete(self, request: Any) -> Any:
+        from dataclasses import replace
+
+        from medcompile.lm.base import LMError
+
+        hit = self.cache.get(replace(request, model=self.model).cache_key()) if self.cache else None
+        if hit is None:
+            raise LMError("not in the cache")
+        return hit
+
+
+def model_seconds(progs: dict[str, Program], qs: list[Question], lm: Any) -> dict[str, float]:
+    """Mean seconds of model time per question, as recorded when each call was made."""
+    replay = _StoredLatency(lm)
+    out = {}
+    for name, prog in progs.items():
+        total = sum(prog.run(q, replay).usage.latency_s for q in qs)  # type: ignore[arg-type]
+        out[name] = total / max(len(qs), 1)
+    return out
+
+
 def stage_answers(lm: Any, quick: bool, only: set[str] | None, out: Path = OUT) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     for spec in DATASETS:
@@ -122,7 +161,8 @@ def stage_answers(lm: Any, quick: bool, only: set[str] | None, out: Path = OUT) 
         qs = questions(spec, quick)
         sig = SIGNATURES[spec.family]
         progs = {m: Program(Predict(sig, tune=False, answer=m), name=f"zero_shot_{m}") for m in ("parse", "constrained")}
-        secs = interleaved(progs, qs, lm, f"answers {spec.name}")
+        interleaved(progs, qs, lm, f"answers {spec.name}")
+        secs = model_seconds(progs, qs, lm)
         res = {m: run_eval(p, qs, lm, f"{spec.name}.zero_shot_{m}", out / "checkpoints") for m, p in progs.items()}
         for m in progs:
             print(f"[answers] {spec.name} {m}: {res[m].summary()}", flush=True)
@@ -137,8 +177,11 @@ def stage_answers(lm: Any, quick: bool, only: set[str] | None, out: Path = OUT) 
                                    for s, c in res[key].by_subject().items()}
         rows += [r_parse, r_con]
         _save(out / "answer_methods", rows, quick, datasets={d.name: d.note for d in DATASETS},
-              note="live_seconds_per_question: parse runs first on each question, constrained then reuses the "
-                   "KV cache for the same prompt; seconds_per_question in the rows are cache-hit evaluations")
+              note="live_seconds_per_question: the model's own time per question as recorded when the call was "
+                   "made (parse runs first on each question; constrained then reuses llama.cpp's KV cache for the "
+                   "same prompt, so its time is the scoring alone); seconds_per_question in these rows are "
+                   "evaluations served from the LM cache. Timings are from a 2-core machine at load average "
+                   "15-35 (other jobs), far slower than idle.")
     return {"rows": rows}
 
 
@@ -163,17 +206,74 @@ def _save(base: Path, rows: list[dict[str, Any]], quick: bool, **extra: Any) -> 
     return save_json(fname, {"wording": WORDING, "quick": quick, "machine": machine(), "rows": merged, **extra})
 
 
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def write_markdown(out: Path) -> Path | None:
+    """answer_methods.md and powered.md from the JSON rows (whatever exists so far)."""
+    lines = ["# Powered evaluation on the embedded model", "", f"_{WORDING}_", ""]
+    am = out / "answer_methods.json"
+    if am.exists():
+        d = json.loads(am.read_text(encoding="utf-8"))
+        lines += ["## Parse vs constrained direct answers (zero-shot, same questions)", "",
+                  "| dataset | n | answering | accuracy % (95% CI) | abstained | paired diff constrained - parse "
+                  "(95% CI) | McNemar p | s/question (live) |", "|---|---:|---|---|---:|---|---:|---:|"]
+        for r in d["rows"]:
+            p = r.get("paired_vs_parse")
+            diff = f"{100 * p['diff']:+.1f} ({100 * p['diff_ci95'][0]:+.1f} to {100 * p['diff_ci95'][1]:+.1f})" if p else ""
+            lines.append(f"| {r['dataset']} | {r['n']} | {r['answer']} | {_pct(r['accuracy'])} ({_pct(r['ci95'][0])}-"
+                         f"{_pct(r['ci95'][1])}) | {_pct(r['abstention'])}% ({r['abstained']}) | {diff} | "
+                         f"{p['mcnemar_p']:.3g} |" if p else
+                         f"| {r['dataset']} | {r['n']} | {r['answer']} | {_pct(r['accuracy'])} ({_pct(r['ci95'][0])}-"
+                         f"{_pct(r['ci95'][1])}) | {_pct(r['abstention'])}% ({r['abstained']}) | | |")
+            lines[-1] += f" {r.get('live_seconds_per_question', '')} |"
+            if r.get("by_subject"):
+                for s_, v in r["by_subject"].items():
+                    lines.append(f"| &nbsp;&nbsp;{s_} | {v['n']} | {r['answer']} | {_pct(v['accuracy'])} "
+                                 f"({_pct(v['ci95'][0])}-{_pct(v['ci95'][1])}) | {_pct(v['abstention'])}% | | | |")
+        lines.append("")
+    pw = out / "powered.json"
+    if pw.exists():
+        d = json.loads(pw.read_text(encoding="utf-8"))
+        lines += ["## Programs x datasets", "", "| dataset | program | n | accuracy % (95% CI) | abstained | calls/q | "
+                  "prompt tok/q | s/q | vs zero_shot: diff (95% CI), McNemar p |", "|---|---|---:|---|---:|---:|---:|---:|---|"]
+        for r in d["rows"]:
+            p = r.get("paired_vs_zero_shot")
+            cmp = (f"{100 * p['diff']:+.1f} ({100 * p['diff_ci95'][0]:+.1f} to {100 * p['diff_ci95'][1]:+.1f}), "
+                   f"p={p['mcnemar_p']:.3g}") if p else ""
+            lines.append(f"| {r['dataset']} | {r['program']} | {r['n']} | {_pct(r['accuracy'])} ({_pct(r['ci95'][0])}-"
+                         f"{_pct(r['ci95'][1])}) | {_pct(r['abstention'])}% | {r['calls_per_question']:.2f} | "
+                         f"{r['prompt_tokens_per_question']:.0f} | {r['seconds_per_question']:.2f} | {cmp} |")
+        if d.get("missing"):
+            lines += ["", "Not run: " + ", ".join(d["missing"])]
+        lines.append("")
+    if len(lines) <= 4:
+        return None
+    path = out / "README.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="12 questions per dataset, tiny compiles")
-    ap.add_argument("--stage", choices=("answers", "compile", "eval", "all"), default="all")
+    ap.add_argument("--stage", choices=("answers", "compile", "eval", "all", "report"), default="all")
     ap.add_argument("--datasets", default="", help="comma-separated subset of " + ",".join(d.name for d in DATASETS))
     ap.add_argument("--lm", default="local", help="model spec (default: the embedded model); e.g. 'sim' to "
                     "check the pipeline in seconds (results then go to powered-<spec>/)")
+    ap.add_argument("--cap", default="", help="e.g. pubmedqa=200: evaluate only the first N questions of a "
+                    "dataset's run order (to report the finished part of an interrupted run; rows state their n)")
     args = ap.parse_args(argv)
     only = set(filter(None, args.datasets.split(","))) or None
+    for item in filter(None, args.cap.split(",")):
+        name, _, n = item.partition("=")
+        CAPS[name.strip()] = int(n)
     out = OUT if args.lm == "local" else RESULTS / f"powered-{args.lm.replace(':', '_').replace('/', '_')}"
     out.mkdir(parents=True, exist_ok=True)
+    if args.stage == "report":
+        print(write_markdown(out))
+        return 0
     lm = make_lm(args.lm, n_ctx=4096) if args.lm == "local" else make_lm(args.lm)
     if args.stage in ("answers", "all"):
         stage_answers(lm, args.quick, only, out)
@@ -183,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         progs = stage_compile(lm, args.quick, out)
         if args.stage in ("eval", "all"):
             stage_eval(lm, progs, args.quick, only, out)
+    write_markdown(out)
     return 0
 
 
