@@ -282,7 +282,7 @@ def main() -> int:
     levels = (1, 4, 16) if args.quick else LEVELS
     if args.quick:
         args.questions, args.repeats = min(args.questions, 160), 1
-        args.ensemble_questions, args.prefix_questions = min(args.ensemble_questions, 8), min(args.prefix_questions, 6)
+        args.ensemble_questions, args.prefix_questions = min(args.ensemble_questions, 8), min(args.prefix_questions, 4)
     os.environ.setdefault("MEDCOMPILE_BENCH_DUMMY_API_KEY", "x")
     port = free_port()
     server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("fake_openai_server.py")), "--port",

@@ -353,14 +353,15 @@ def _short(path: str) -> str:
 # ---- main --------------------------------------------------------------------------------------------
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", default="1000,10000,100000")
+    ap.add_argument("--sizes", default=None, help="bank sizes (default 1000,10000,100000; --quick: 1000,10000,30000)")
     ap.add_argument("--queries", type=int, default=200, help="timed questions per bank size")
     ap.add_argument("--target-ms", type=float, default=2.0)
     ap.add_argument("--no-dspy", action="store_true")
     ap.add_argument("--quick", action="store_true", help="fewer questions, no DSPy, no profile (< 2 min)")
     args = ap.parse_args()
-    if args.quick:
+    if args.quick:  # 30k still gets the approximate index (threshold 20k), built in seconds
         args.queries, args.no_dspy = min(args.queries, 40), True
+    args.sizes = args.sizes or ("1000,10000,30000" if args.quick else "1000,10000,100000")
     previous = _previous_medians()
     sizes = [int(s) for s in args.sizes.split(",")]
     from medcompile.embed import make_embedder
