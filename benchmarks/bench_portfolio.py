@@ -295,6 +295,10 @@ def main(argv: list[str] | None = None) -> int:
             for row in r["rows"]:
                 md += (f"| {row['program']} | {100 * row['accuracy']:.1f} [{100 * row['ci95'][0]:.1f}, "
                        f"{100 * row['ci95'][1]:.1f}] | {row['calls_per_question']:.2f} | {row['abstentions']} |\n")
+            conf = next((x["screen_confidence"] for x in r["rows"] if x["program"] == "screen"), None)
+            if conf:
+                md += (f"\nThe screen's option probability on this model ranged {min(conf):.2f}-{max(conf):.2f}; a "
+                       "route escalates every question below its threshold. Intervals this wide resolve nothing.\n")
         (RESULTS / "portfolio.md").write_text(md, encoding="utf-8")
         plot(data["sim"]["summary"], RESULTS / "portfolio.png", data.get("real_model"))
         print(md)
