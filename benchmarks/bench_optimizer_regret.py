@@ -215,6 +215,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--results-dir", default=str(RESULTS))
     ap.add_argument("--report-only", action="store_true", help="rewrite JSON/MD/PNG from the partial file")
     ap.add_argument("--fresh", action="store_true", help="ignore earlier rows (start over)")
+    ap.add_argument("--reoracle", action="store_true", help="rewrite every row's oracle_accuracy and regret from the "
+                    "oracle cache (after a profile or the oracle changed mid-run and its cache entries were redone)")
     ap.add_argument("--note", action="append", default=[], help="a line for the MD header (e.g. a stated reduction)")
     a = ap.parse_args(argv)
     if a.quick:
@@ -274,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             for j in jobs:
                 work_cell(j)
+    if args.reoracle:
+        reoracle(args)
     rows = sorted(read_rows(args.json_path, args.partial).values(),
                   key=lambda r: (r["profile"], r["comparison"], r["budget"], r["optimizer"], r["seed"]))
     command = "python benchmarks/bench_optimizer_regret.py " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -320,6 +324,30 @@ def code_state() -> dict[str, Any]:
             return ""
     dirty = [ln[3:] for ln in git("status", "--porcelain", "--", "medcompile/compile", "medcompile/sim").splitlines()]
     return {"head": git("rev-parse", "--short", "HEAD"), "uncommitted_in_compile_or_sim": dirty}
+
+
+def reoracle(args: argparse.Namespace) -> None:
+    """Rows keep the oracle of their cell as it was when they were computed; this rewrites
+    oracle_accuracy and regret from the oracle cache, logging every change."""
+    from regret.world import _read_oracles
+
+    cache = _read_oracles(args.oracle_cache)
+    rows = read_rows(args.json_path, args.partial)
+    changed: list[dict[str, Any]] = []
+    for r in rows.values():
+        o = cache.get(f"{r['profile']}|{r['seed']}|{r['comparison']}|{args.bank_n or 765}|{r.get('test_n') or args.test_n or 254}")
+        if o is None or abs(o["expected_accuracy"] - r["oracle_accuracy"]) < 1e-6:  # rows keep 6 decimals
+            continue
+        log(f"reoracle {r['profile']} s{r['seed']} b{r['budget']} {r['optimizer']} {r['comparison']}: "
+            f"oracle {r['oracle_accuracy']:.4f} -> {o['expected_accuracy']:.4f}")
+        r["oracle_accuracy"] = round(o["expected_accuracy"], 6)
+        r["oracle_calls_per_question"] = o["calls_per_question"]
+        if r["test_accuracy"] is not None:
+            r["regret"] = round(r["oracle_accuracy"] - r["test_accuracy"], 6)
+        r.setdefault("detail", {})["oracle_rewritten"] = True
+        changed.append(r)
+    append_partial(args.partial, changed)  # later lines win on read
+    log(f"reoracle: {len(changed)} row(s) rewritten")
 
 
 def _old_commands(path: Path) -> list[str]:
