@@ -40,7 +40,7 @@ from .report import CompileReport, TrialRow
 from .confirm import Confirmation, run_confirmation, search_leader, stored_usage
 from .search import configure, measured_cost, run_search, scored, trial_params
 from .search import spent as search_spent
-from .selection import DevSplit, candidate_rows, choose, split_dev, summary
+from .selection import DEFAULT_RULE, DEFAULT_SELECT_ALPHA, RULES, DevSplit, candidate_rows, choose, split_dev, summary
 from .space import BankChoice, Param, collect_space
 from .trial import Metric, accuracy_metric
 
@@ -53,6 +53,9 @@ class CompileOptions:
     minibatch: int = 4  # search questions between racing decisions
     confirm_fraction: float = 0.4  # share of dev questions held out to confirm the finalists on
     confirm_top: int = 3  # finalists confirmed besides the cheapest configuration
+    select_rule: str = DEFAULT_RULE  # how the finalists are chosen among (see `selection.choose`)
+    select_alpha: float = DEFAULT_SELECT_ALPHA  # the choice's risk level: the price of extra calls
+    reserve_finalists: bool = False  # the search keeps room to confirm every finalist, not only the leader
     n_instructions: int = 3
     max_rationales: int | None = None
     objective: str = "accuracy"  # or "pareto": accuracy vs calls per question
@@ -123,6 +126,10 @@ class Compiler:
             raise CompileError(f"objective must be 'accuracy' or 'pareto', got {o.objective!r}")
         if o.minibatch < 1 or o.max_trials < 1:
             raise CompileError("minibatch and max_trials must be at least 1")
+        if o.select_rule not in RULES:
+            raise CompileError(f"select_rule must be one of {list(RULES)}, got {o.select_rule!r}")
+        if not isinstance(o.select_alpha, (int, float)) or not 0.0 < o.select_alpha < 1.0:
+            raise CompileError(f"select_alpha must be a probability between 0 and 1 (exclusive), got {o.select_alpha!r}")
         check_program(self.declared, self.train)
 
     def identity(self) -> dict[str, Any]:
@@ -137,6 +144,7 @@ class Compiler:
             "n_instructions": self.opts.n_instructions, "max_rationales": self.opts.max_rationales,
             "objective": self.opts.objective, "metric": self.metric_id["id"], "embedder": self.opts.embedder,
             "confirm": [self.opts.confirm_fraction, self.opts.confirm_top],
+            "select": [self.opts.select_rule, self.opts.select_alpha, self.opts.reserve_finalists],
         }
 
     def study_name(self) -> str:
@@ -316,9 +324,11 @@ class Compiler:
         o = self.opts
         skipped = [f"trial {label[n]}: {why}" for n, why in conf.skipped]
         if conf.candidates:
-            choice = choose(conf.candidates)
+            choice = choose(conf.candidates, alpha=o.select_alpha, rule=o.select_rule)
             sel = summary(choice, label, o.seed, split)
             sel["candidates"] = candidate_rows(conf.candidates, choice, label, o.seed)
+            if o.reserve_finalists:
+                sel["reserve_finalists"] = True
             chosen_t, scores, cpq = conf.trials[choice.chosen.number], choice.chosen.scores, choice.chosen.cost
             where = "search" if split.reused else "confirmation"
         else:  # nothing fit in the budget left: the search scores are all there is

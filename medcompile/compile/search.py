@@ -180,6 +180,7 @@ def run_search(c: "Compiler", study: optuna.Study, space: list[Param], banks: Ba
                 continue
             scored_now = scored(study, len(search_qs))
             top = leader(scored_now)
+            ranked = sorted(scored_now, key=lambda t: (-_mean(t.user_attrs["scores"]), measured_cost(t), t.number))
 
             def need(cost: float, key: str = key) -> tuple[int, int]:
                 """(calls to score a candidate on the search questions, calls kept to confirm it,
@@ -187,6 +188,9 @@ def run_search(c: "Compiler", study: optuna.Study, space: list[Param], banks: Ba
                 confirm = {base_key: base_cpq, key: cost}
                 if top is not None:
                     confirm[top.user_attrs["canonical"]] = float(top.user_attrs["cpq"])
+                if o.reserve_finalists:  # room to confirm every finalist, not only the leader
+                    for t in ranked[:o.confirm_top]:
+                        confirm[t.user_attrs["canonical"]] = float(t.user_attrs["cpq"])
                 return int(len(search_qs) * cost), int(n_confirm * sum(confirm.values()))
 
             est, keep = need(cpq)

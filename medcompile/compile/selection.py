@@ -12,11 +12,16 @@ never picks on a point estimate alone:
    than a cheaper candidate it is not ahead of: its calls go where they can still
    separate candidates.
 3. `choose`: the top candidates and the cheapest configuration are scored on the
-   confirmation questions. Among those not significantly worse than the best there
-   (exact McNemar test, paired), the one with the fewest calls per question wins; ties
-   go to the better estimate, then fewer tokens (simpler prompts), then trial order.
-   Two configurations of equal quality give the cheaper; when nothing helps, the
-   one-call configuration.
+   confirmation questions (paired). Two rules, both with an explicit risk level alpha:
+   - "not_worse": among those not significantly worse than the best there (exact
+     two-sided McNemar at alpha), the one with the fewest calls per question wins;
+   - "ahead" (cost-aware): start from the cheapest; walk up in cost, and move to a
+     costlier candidate only when it is ahead of the current choice with one-sided
+     confidence 1 - alpha (exact sign test on the discordant questions). alpha is
+     the price of extra calls: the chance of paying for them when they buy nothing.
+   Ties go to the better estimate, then fewer tokens (simpler prompts), then trial
+   order. Two configurations of equal quality give the cheaper (with probability at
+   least 1 - alpha per step); when nothing helps, the one-call configuration.
 
 The report states the chosen program's estimate and 95% CI on the confirmation
 questions, its paired comparisons with the cheapest candidate and the runner-up, and
@@ -32,7 +37,10 @@ from ..evaluate.stats import accuracy_ci, format_p, mcnemar_exact, paired_bootst
 from ..modules.base import derive_seed
 from ..question import Question
 
-ALPHA = 0.05
+ALPHA = 0.05  # reporting tests (significantly better/worse than); the choice uses its own alpha
+RULES = ("not_worse", "ahead")
+DEFAULT_RULE = "not_worse"
+DEFAULT_SELECT_ALPHA = 0.05
 POWER = 0.8
 Z_DROP = 1.645  # one-sided 95%: "significantly worse" while racing
 Z_KEEP = 1.0  # a costlier candidate stops once it is more than one standard error behind a cheaper one
@@ -140,17 +148,36 @@ class Choice:
     runner_up: Candidate | None
     baseline: Candidate | None
     p_vs_best: dict[int, float] = field(default_factory=dict)
+    rule: str = DEFAULT_RULE
+    alpha: float = DEFAULT_SELECT_ALPHA
+    steps: list[dict[str, Any]] = field(default_factory=list)  # "ahead": each costlier candidate's test
 
     @property
     def not_worse(self) -> list[int]:
         return [n for n, p in self.p_vs_best.items() if p >= ALPHA]
 
 
-def choose(cands: Sequence[Candidate]) -> Choice:
-    """The cheapest candidate not significantly worse than the best on the confirmation
-    questions (see the module note). Candidates must be scored on the same questions."""
+def p_ahead(costlier: Candidate, current: Candidate) -> float:
+    """One-sided exact sign test that `costlier` is right more often than `current` on
+    the questions where exactly one of them is right (P(X >= wins) at 1/2)."""
+    from scipy.stats import binom
+
+    w = win_tie_loss(current.correct(), costlier.correct())  # wins: costlier right, current wrong
+    n = w.wins + w.losses
+    return 1.0 if n == 0 or w.wins == 0 else float(binom.sf(w.wins - 1, n, 0.5))
+
+
+def _by_cost(c: Candidate) -> tuple:
+    return (round(c.cost, 6), -c.mean, round(c.tokens, 3), c.number)
+
+
+def choose(cands: Sequence[Candidate], *, alpha: float = DEFAULT_SELECT_ALPHA, rule: str = DEFAULT_RULE) -> Choice:
+    """Pick a candidate by `rule` at risk level `alpha` (see the module note).
+    Candidates must be scored on the same confirmation questions."""
     if not cands:
         raise ValueError("choose: no candidates")
+    if rule not in RULES:
+        raise ValueError(f"choose: rule must be one of {RULES}, got {rule!r}")
     best = max(cands, key=lambda c: (c.mean, -c.cost, -c.tokens, -c.number))
     p_vs_best: dict[int, float] = {}
     for c in cands:
@@ -159,12 +186,33 @@ def choose(cands: Sequence[Candidate]) -> Choice:
             continue
         w = win_tie_loss(best.correct(), c.correct())
         p_vs_best[c.number] = mcnemar_exact(w.losses, w.wins)
-    pool = [c for c in cands if p_vs_best[c.number] >= ALPHA]
-    chosen = min(pool, key=lambda c: (round(c.cost, 6), -c.mean, round(c.tokens, 3), c.number))
+    steps: list[dict[str, Any]] = []
+    if rule == "not_worse":
+        pool = [c for c in cands if p_vs_best[c.number] >= alpha]
+        chosen = min(pool, key=_by_cost)
+    else:
+        order = sorted(cands, key=_by_cost)
+        chosen = order[0]
+        for c in order[1:]:
+            if round(c.cost, 6) <= round(chosen.cost, 6):
+                continue  # same cost, lower in the tie order: never a reason to move
+            p = p_ahead(c, chosen)
+            moved = p < alpha and c.mean > chosen.mean
+            steps.append({"costlier": c.number, "current": chosen.number, "p_one_sided": round(p, 6), "moved": moved})
+            if moved:
+                chosen = c
     others = [c for c in cands if c is not chosen]
     runner_up = max(others, key=lambda c: (c.mean, -c.cost, -c.tokens, -c.number)) if others else None
     baseline = next((c for c in cands if c.baseline), None)
-    return Choice(chosen, best, runner_up, baseline, p_vs_best)
+    return Choice(chosen, best, runner_up, baseline, p_vs_best, rule, alpha, steps)
+
+
+def rule_text(rule: str, alpha: float) -> str:
+    if rule == "ahead":
+        return ("cheapest candidate unless a costlier one is ahead of it on the confirmation questions with "
+                f"one-sided confidence {1 - alpha:g} (exact sign test, paired; alpha {alpha:g}), repeated up the costs")
+    return ("cheapest candidate not significantly worse than the best on the confirmation questions "
+            f"(exact McNemar, alpha {alpha:g})")
 
 
 def questions_to_separate(a: Sequence[bool], b: Sequence[bool], *, alpha: float = ALPHA,
@@ -214,8 +262,7 @@ def summary(choice: Choice, label: dict[int, str], seed: int, split: DevSplit) -
     ci = accuracy_ci(c.correct(), seed=seed)
     out: dict[str, Any] = {
         **split.to_dict(),
-        "rule": "cheapest candidate not significantly worse than the best on the confirmation questions "
-                f"(exact McNemar, alpha {ALPHA})",
+        "rule": rule_text(choice.rule, choice.alpha),
         "chosen": {"trial": label[c.number], "score": _r(c.mean), "n": len(c.scores),
                    "ci95": [_r(ci.low), _r(ci.high)], "calls_per_question": _r(c.cost)},
         "best_on_confirmation": label[choice.best.number],
@@ -227,6 +274,9 @@ def summary(choice: Choice, label: dict[int, str], seed: int, split: DevSplit) -
     if choice.runner_up is not None:
         out["vs_runner_up"] = comparison(c, choice.runner_up, label[choice.runner_up.number], seed)
         out["questions_to_separate"] = questions_to_separate(c.correct(), choice.runner_up.correct())
+    if choice.rule != DEFAULT_RULE:
+        out["steps"] = [{**st, "costlier": label[st["costlier"]], "current": label[st["current"]]}
+                        for st in choice.steps]
     out["verdict"] = verdict(out, choice)
     return out
 

@@ -64,6 +64,37 @@ def test_choice_takes_the_cheapest_of_equals_and_the_expensive_only_when_signifi
     assert c.chosen.number == 4 and len(c.chosen.scores) == n
 
 
+def test_cost_aware_rule_buys_extra_calls_only_at_its_confidence():
+    base = [1] * 20 + [0] * 20
+    plus5 = [1] * 22 + [0] * 18  # 2 more right, 0 fewer: one-sided p = 0.25
+    plus10 = [1] * 24 + [0] * 16  # 4 more right: one-sided p = 1/16 = 0.0625
+    cands = [cand(0, base, 1.0, baseline=True), cand(1, plus10, 5.0), cand(2, plus5, 3.0)]
+    assert choose(cands, rule="ahead", alpha=0.05).chosen.number == 0  # 0.0625 is not below 0.05
+    c = choose(cands, rule="ahead", alpha=0.1)
+    assert c.chosen.number == 1  # 3 calls not bought (p 0.25), then 5 calls bought over the cheapest (p 0.0625)
+    assert [(st["costlier"], st["current"], st["moved"]) for st in c.steps] == [(2, 0, False), (1, 0, True)]
+    assert c.steps[1]["p_one_sided"] == 0.0625 and c.alpha == 0.1 and c.rule == "ahead"
+    assert choose(cands, rule="ahead", alpha=0.3).chosen.number == 1  # from 2 (p 0.25) to 1 (2 more right: 0.25)
+    same = [cand(0, base, 1.0, baseline=True), cand(1, base, 5.0)]
+    assert choose(same, rule="ahead", alpha=0.5).chosen.number == 0  # equal on every question: the cheaper
+    # the risk level is the option's: not_worse at alpha 0.5 drops the cheapest (p 0.125 vs the best), at 0.05 keeps it
+    assert choose(cands, alpha=0.5).chosen.number == 2 and choose(cands, alpha=0.05).chosen.number == 0
+    with pytest.raises(ValueError, match="rule"):
+        choose(cands, rule="fastest")
+
+
+def test_selection_options_are_checked_and_recorded(work):
+    kw = dict(budget=400, seed=0, max_trials=4, minibatch=4, n_instructions=0, max_rationales=4, quiet=True)
+    with pytest.raises(Exception, match="select_alpha"):
+        optimize(Program(Predict()), ALL[:20], ALL[20:40], lm=wrap_lm(biased_lm(), cache=False), select_alpha=1.5,
+                 **kw)
+    prog = optimize(Program(Predict()), ALL[:20], ALL[20:40], lm=wrap_lm(biased_lm(), cache=False),
+                    select_rule="ahead", select_alpha=0.2, reserve_finalists=True, out=work / "sel.json", **kw)
+    sel = prog.compile_info["selection"]
+    assert "one-sided confidence 0.8" in sel["rule"] and sel["reserve_finalists"] is True
+    assert all(st["p_one_sided"] >= 0.2 or st["moved"] for st in sel["steps"])
+
+
 def test_questions_to_separate_is_the_mcnemar_sample_size():
     a = [True] * 80 + [True] * 5 + [False] * 15   # p10 = 0.05 (a right, b wrong)
     b = [True] * 80 + [False] * 5 + [True] * 15   # p01 = 0.15

@@ -46,6 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="share of the dev questions held out to confirm the finalists on")
     p.add_argument("--confirm-top", type=positive_int, default=3, metavar="N",
                    help="finalists confirmed besides the cheapest configuration")
+    p.add_argument("--select-rule", choices=["not_worse", "ahead"], default=None,
+                   help="how the finalists are chosen among: 'not_worse' (cheapest not significantly worse than "
+                        "the best) or 'ahead' (cheapest unless a costlier one is ahead with one-sided confidence "
+                        "1-alpha); default: the library's")
+    p.add_argument("--select-alpha", type=float, default=None, metavar="A",
+                   help="risk level of that choice, the price of extra calls (default: the library's)")
     p.add_argument("--instructions", type=positive_int, default=3, help="instruction proposals to ask the model for")
     p.add_argument("--rationales", type=positive_int, default=None, metavar="N",
                    help="bank questions to generate CoT rationales for (default: up to 30%% of the budget)")
@@ -75,7 +81,9 @@ def main(args: argparse.Namespace) -> int:
                         max_trials=args.trials, minibatch=args.minibatch, n_instructions=args.instructions,
                         confirm_fraction=args.confirm_fraction, confirm_top=args.confirm_top,
                         max_rationales=args.rationales, objective=args.objective, embedder=args.embedder,
-                        concurrency=args.concurrency, quiet=args.quiet)
+                        concurrency=args.concurrency, quiet=args.quiet,
+                        **{k: v for k, v in (("select_rule", args.select_rule), ("select_alpha", args.select_alpha))
+                           if v is not None})
     if not args.worker and not args.quiet:
         info = compiled.compile_info or {}
         dev_info = info.get("dev", {})
