@@ -120,10 +120,9 @@ def _confirm_one(c: "Compiler", study: optuna.Study, t: optuna.trial.FrozenTrial
     except BudgetExceeded:
         rec = {"failed": "budget ran out during confirmation"}
     except LMError as exc:
-        from .optimizer import CompileError
+        from .preflight import backend_failed
 
-        raise CompileError(f"model backend failed while confirming trial {t.number}: {exc}. "
-                           "All finished trials are kept; rerun the same command to resume.") from exc
+        raise backend_failed(exc, f"while confirming trial {t.number}", "all finished trials are kept") from exc
     rec.update(calls=outcome.calls, usage=usage_dict(outcome.usage))
     studies.put_json(study, PREFIX + t.user_attrs["canonical"], rec)
     score = f"score {outcome.mean:.3f} on {len(outcome.scores)}" if "scores" in rec else rec["failed"]

@@ -34,7 +34,7 @@ from ..progress import log, progress_bar
 from ..question import Question
 from . import study as studies
 from .instructions import propose_instructions
-from .preflight import CompileError, check_data, check_program, metric_identity
+from .preflight import CompileError, backend_failed, check_data, check_program, metric_identity
 from .rationales import generate_rationales
 from .report import CompileReport, TrialRow
 from .confirm import Confirmation, run_confirmation, search_leader, stored_usage
@@ -186,9 +186,8 @@ class Compiler:
         try:
             prep = self._prep(study)
         except LMError as exc:  # only fatal ones get here (backend down for good)
-            raise CompileError(f"model backend failed while preparing rationales and instructions: {exc}. "
-                               "Every finished model call is kept in the cache; rerun the same command "
-                               "to resume.") from exc
+            raise backend_failed(exc, "while preparing rationales and instructions",
+                                 "every finished model call is kept in the cache") from exc
         banks = self._banks(prep)
         space = collect_space(self.declared.root, tuple(prep["instructions"]))
         log(f"search space: {len(space)} choice(s): " + ", ".join(f"{p.key}{list(p.choices) if p.name != 'instruction' else f'[{len(p.choices)} candidates]'}"

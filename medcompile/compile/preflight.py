@@ -29,6 +29,17 @@ class CompileError(RuntimeError):
     """A compile cannot go on (bad input, budget too small); work done so far is kept."""
 
 
+def backend_failed(exc: Exception, where: str, kept: str) -> CompileError:
+    """The error for a model failure that stops the compile. A configuration error (unknown
+    model, missing key, no server) names its cause first: retrying will not help, so the
+    resume hint comes last; an outage says where it struck and that rerunning resumes."""
+    from ..lm.base import LMConfigError
+
+    if isinstance(exc, LMConfigError):
+        return CompileError(f"{exc} (the compile stopped {where}; {kept})")
+    return CompileError(f"model backend failed {where}: {exc}. {kept}; rerun the same command to resume.")
+
+
 def check_data(program: Program, train: Sequence[Question], dev: Sequence[Question]) -> None:
     """The data fits the program: labelled, disjoint, and shown as the signature says."""
     if not dev:

@@ -283,10 +283,9 @@ def _evaluate(c: "Compiler", study: optuna.Study, trial: optuna.Trial, candidate
         # Fatal backend failure: record what was spent, keep the study, stop cleanly.
         record(trial, outcome, candidate)
         study.tell(trial, state=TrialState.FAIL)
-        from .optimizer import CompileError
+        from .preflight import backend_failed
 
-        raise CompileError(f"model backend failed during trial {trial.number}: {exc}. "
-                           "All finished trials are kept; rerun the same command to resume.") from exc
+        raise backend_failed(exc, f"during trial {trial.number}", "all finished trials are kept") from exc
     if reason:
         trial.set_user_attr("skipped", reason)
     record(trial, outcome, candidate)
