@@ -272,6 +272,12 @@ class Compiler:
         trials = [t for t in trials if t.state != TrialState.FAIL or "skipped" in t.user_attrs]
         logical = {t.number: i for i, t in enumerate(trials)}
         if not scored(study, len(split.search)):
+            errored = [t for t in trials if "model errors" in str(t.user_attrs.get("skipped", ""))]
+            if errored and len(errored) == len(trials):
+                raise CompileError(
+                    f"every trial failed on model errors ({errored[-1].user_attrs['skipped']} in the last "
+                    "one), so nothing could be scored: the model, not the budget, is the problem; check "
+                    "it with `medcompile run` on a few questions (or `show` to see the prompts)")
             raise CompileError(
                 f"no configuration was fully scored within the budget of {o.budget} calls "
                 f"({len(split.search)} search questions, {prep['calls']} calls spent on preparation). "

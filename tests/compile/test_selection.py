@@ -216,6 +216,21 @@ def test_failed_trials_show_their_reason_in_the_progress(work, capfd):
     assert re.search(r"trial +\d+ failed .*\(\d+ of \d+ answers were model errors\)", err), err
 
 
+def test_every_trial_failing_on_model_errors_blames_the_model_not_the_budget(work):
+    from medcompile.compile.optimizer import CompileError
+    from medcompile.lm.base import LMError
+
+    def fn(req):
+        raise LMError("400 bad request from the gateway", retryable=False)
+
+    with pytest.raises(CompileError) as ei:
+        optimize(small_program(), ALL[:20], ALL[20:40], lm=ScriptedLM(fn), budget=300, seed=0, max_trials=3,
+                 minibatch=4, n_instructions=0, quiet=True, out=work / "m.json")
+    msg = str(ei.value)
+    assert msg.startswith("every trial failed on model errors") and "Raise --budget" not in msg
+    assert not (work / "m.json").exists()
+
+
 # ---- seeds -------------------------------------------------------------------------------------------
 def recording_lm(log: list[tuple[str, tuple[str, ...]]]) -> ScriptedLM:
     def fn(req):
