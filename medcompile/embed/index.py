@@ -12,9 +12,10 @@ Size decides the index (`kind="auto"`): an exact flat scan below `AUTO_THRESHOLD
 index is only as good as its recall, so it is measured when the index is built: recall@5
 against the exact search, on a seeded sample of bank rows used as leave-one-out queries;
 the search width (IVF's nprobe, HNSW's efSearch) doubles until that recall reaches
-`target_recall` (0.99), then is bisected back to the narrowest width (within 1/8) that still
-reaches it. Bank rows, noisy neighbours of one another, were harder queries than new
-questions in bench_overhead.py (0.999 vs 1.000 at 100k). The measured recall is part of
+`target_recall` (0.995), then is bisected back to the narrowest width (within 1/8) that still
+reaches it. The target sits above the promised 0.99 because 200 sampled rows estimate recall
+with an error of about half a point and new questions can be harder than bank rows: tuned to
+exactly 0.99 on bank rows, bench_overhead.py's 100k queries got 0.973. The measured recall is part of
 `settings()`, which a program file keeps.
 IVF rather than HNSW: on 100k WordLlama-like vectors it trained in ~18 s single-threaded
 and reached recall@5 0.996 at 0.25 ms a query, where HNSW took minutes to build.
@@ -85,7 +86,7 @@ class KNNIndex:
     def __init__(self, vectors: np.ndarray, *, kind: IndexKind = "flat", hnsw_m: int = 32,
                  ef_construction: int = 128, ef_search: int | None = None, nlist: int | None = None,
                  nprobe: int | None = None, auto_threshold: int = AUTO_THRESHOLD,
-                 target_recall: float = 0.99, recall_sample: int = 200, seed: int = 0) -> None:
+                 target_recall: float = 0.995, recall_sample: int = 200, seed: int = 0) -> None:
         if kind not in _KINDS:
             raise KNNError(f"unknown index kind {kind!r}; expected one of {list(_KINDS)}")
         self._vectors = _as_matrix(vectors, "vectors").copy()  # the caller may mutate its array later
