@@ -196,7 +196,7 @@ class Compiler:
         if o.worker:
             log("worker finished its share of trials", quiet=o.quiet)
             return CompileResult(program=None, report=None, study=name, worker=True)
-        _wait_for_running(study, o.quiet)
+        studies.wait_for_running(study, o.quiet)
         program, report = self._freeze(study, space, banks, prep, name, url, time.perf_counter() - t0)
         if self.out is not None:
             program.save(self.out)
@@ -210,7 +210,7 @@ class Compiler:
         if prep is not None:
             return prep
         if self.opts.worker:
-            return _wait_for_prep(study, self.opts.worker_wait_s)
+            return studies.wait_for_prep(study, self.opts.worker_wait_s)
         o = self.opts
         sig = self.declared.signature
         needs = Needs.of(self.declared.root)
@@ -319,7 +319,7 @@ class Compiler:
         confirmed = {int(r["trial"]): r["score"] for r in sel.get("candidates", [])}
         rows = [TrialRow.from_trial(t, space, label, confirmed.get(logical[t.number])) for t in trials]
         report = CompileReport(info=info, trials=rows, live_usage=self.lm.snapshot().to_dict(),
-                               elapsed_s=elapsed, storage=_redact(url), pareto=pareto)
+                               elapsed_s=elapsed, storage=studies.redact_url(url), pareto=pareto)
         program.report = report
         return program, report
 
@@ -390,38 +390,6 @@ def _total_usage(prep: dict[str, Any], trials: list[optuna.trial.FrozenTrial],
             tot[k] = tot.get(k, 0) + v
     tot["cost"] = round(tot.get("cost", 0.0), 8)
     return tot
-
-
-def _wait_for_prep(study: optuna.Study, timeout_s: float) -> dict[str, Any]:
-    t_end = time.time() + timeout_s
-    while time.time() < t_end:
-        prep = studies.get_json(study, "prep")
-        if prep is not None:
-            return prep
-        time.sleep(1.0)
-    raise CompileError(f"no leader has prepared study {study.study_name!r} within {timeout_s:.0f}s: "
-                       "start `medcompile optimize` without --worker first")
-
-
-def _wait_for_running(study: optuna.Study, quiet: bool, timeout_s: float = 3600) -> None:
-    """Before freezing, let trials that other workers are running finish."""
-    t_end = time.time() + timeout_s
-    announced = False
-    while time.time() < t_end:
-        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if not running:
-            return
-        if not announced:
-            log(f"waiting for {len(running)} trial(s) still running on other workers", quiet=quiet)
-            announced = True
-        time.sleep(1.0)
-
-
-def _redact(url: str) -> str:
-    """Storage URLs may carry a password: never write it into a report."""
-    import re
-
-    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
 
 __all__ = ["optimize", "CompileError", "CompileOptions", "CompileResult", "Compiler"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import warnings
 from pathlib import Path
@@ -24,6 +25,7 @@ import sqlalchemy.exc
 from optuna.trial import TrialState
 
 from ..modules.base import derive_seed
+from ..progress import log
 
 optuna.logging.set_verbosity(logging.WARNING)
 
@@ -121,3 +123,36 @@ def put_json(study: optuna.Study, key: str, value: Any) -> None:
 def get_json(study: optuna.Study, key: str) -> Any:
     raw = study.user_attrs.get(key)
     return json.loads(raw) if raw is not None else None
+
+
+def wait_for_prep(study: optuna.Study, timeout_s: float) -> dict[str, Any]:
+    """A worker waits for the leader to store the preparation (rationales, instructions)."""
+    from .preflight import CompileError
+
+    t_end = time.time() + timeout_s
+    while time.time() < t_end:
+        prep = get_json(study, "prep")
+        if prep is not None:
+            return prep
+        time.sleep(1.0)
+    raise CompileError(f"no leader has prepared study {study.study_name!r} within {timeout_s:.0f}s: "
+                       "start `medcompile optimize` without --worker first")
+
+
+def wait_for_running(study: optuna.Study, quiet: bool, timeout_s: float = 3600) -> None:
+    """Before freezing, let trials that other workers are running finish."""
+    t_end = time.time() + timeout_s
+    announced = False
+    while time.time() < t_end:
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if not running:
+            return
+        if not announced:
+            log(f"waiting for {len(running)} trial(s) still running on other workers", quiet=quiet)
+            announced = True
+        time.sleep(1.0)
+
+
+def redact_url(url: str) -> str:
+    """Storage URLs may carry a password: never write it into a report."""
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)

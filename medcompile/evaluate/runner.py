@@ -3,20 +3,19 @@
 Every accuracy carries a 95% bootstrap CI (overall and per subject), and cost is
 reported two ways: logical (every call the program made, as if nothing were cached:
 what a fresh deployment would pay) and live (calls that actually reached the model in
-the run that produced the record). Results are appended to a checkpoint JSONL as they
+the run that produced the record). Results are appended to a checkpoint JSONL (records.py) as they
 finish, keyed by program content hash + model + question, so an interrupted eval
 resumes where it stopped; the LM disk cache covers the question that was in flight.
 """
 from __future__ import annotations
 
 import contextvars
-import hashlib
 import json
 import os
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -25,6 +24,7 @@ from ..lm.wrapper import LMWrapper
 from ..program.program import Program, Result
 from ..progress import progress_bar
 from ..question import Question
+from .records import Checkpoint, Record, question_key
 from .stats import CI, accuracy_ci, percentiles
 
 NO_SUBJECT = "(none)"
@@ -38,62 +38,6 @@ class EvalStopped(LMError):
     """The model failed for good mid-eval; finished questions are kept in the checkpoint."""
 
     fatal = True
-
-
-@dataclass
-class Record:
-    """One question's outcome, flat and JSON-safe (what the checkpoint stores)."""
-
-    id: str
-    subject: str | None
-    gold: str
-    answer: str | None
-    correct: bool
-    confidence: float
-    votes: dict[str, int]
-    calls: int
-    cached_calls: int
-    prompt_tokens: int
-    completion_tokens: int
-    cost: float
-    live_prompt_tokens: int
-    live_completion_tokens: int
-    live_cost: float
-    latency_s: float
-    error: str | None = None
-    abstain_reason: str | None = None
-    failures: int = 0  # model calls that raised (e.g. prompt over the context window)
-    n_options: int = 0  # for the chance level; 0 in records written before it was kept
-    option_probs: dict[str, float] = field(default_factory=dict)  # scored (constrained) answers only
-
-    @property
-    def live_calls(self) -> int:
-        return self.calls - self.cached_calls
-
-    @classmethod
-    def from_result(cls, r: Result, live: Usage) -> "Record":
-        p, u = r.prediction, r.usage
-        return cls(r.question.id, r.question.subject, r.question.answer or "", p.answer, r.correct,
-                   round(p.confidence, 6), dict(p.votes), u.calls, u.cached_calls, u.prompt_tokens,
-                   u.completion_tokens, round(u.cost, 8), live.prompt_tokens, live.completion_tokens,
-                   round(live.cost, 8), round(r.latency_s, 4), r.error,
-                   p.reason if p.answer is None else None, u.failures, len(r.question.options),
-                   {k: round(v, 6) for k, v in p.option_probs.items()})
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Record":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-
-def question_key(q: Question) -> str:
-    """Fingerprint of a question's content: a checkpoint record is reused only for the
-    same question, not merely the same id in an edited file."""
-    blob = json.dumps(q.to_dict(), sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass
@@ -278,63 +222,6 @@ class _Attributing(LMWrapper):
             with tally[1]:
                 tally[0].add_response(resp)
         return resp
-
-
-class Checkpoint:
-    """Append-only JSONL of finished records, in input order; a line torn by a crash is ignored.
-
-    Each line is flushed to the OS as it is written, so a killed process loses nothing it
-    wrote; fsync (protection against the machine going down) runs at most every
-    `fsync_every_s` and on close, so 10,000 questions do not wait on 10,000 disk syncs.
-    """
-
-    def __init__(self, path: Path, program_hash: str, model: str, mode: str, *, fsync_every_s: float = 1.0) -> None:
-        self.path = path
-        self.key = {"program": program_hash, "lm": model, "mode": mode}
-        self._lock = threading.Lock()
-        self._file: Any = None
-        self._fsync_every_s = fsync_every_s
-        self._last_sync = 0.0
-
-    def load(self, questions: Sequence[Question]) -> dict[str, Record]:
-        """Records already finished for these questions with this program and model."""
-        if not self.path.exists():
-            return {}
-        want = {q.id: question_key(q) for q in questions}
-        by_id = {q.id: q for q in questions}
-        done: dict[str, Record] = {}
-        with self.path.open(encoding="utf-8") as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                    if all(row.get(k) == v for k, v in self.key.items()) and want.get(row["id"]) == row["q"]:
-                        done[row["id"]] = Record.from_dict(row["record"])
-                        done[row["id"]].n_options = len(by_id[row["id"]].options)  # older lines lack it
-                except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
-                    continue  # torn or foreign line
-        return done
-
-    def append(self, q: Question, rec: Record) -> None:
-        line = json.dumps({**self.key, "id": q.id, "q": question_key(q), "record": rec.to_dict()},
-                          ensure_ascii=False, sort_keys=True)
-        with self._lock:
-            if self._file is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = self.path.open("a", encoding="utf-8")
-            self._file.write(line + "\n")
-            self._file.flush()
-            now = time.monotonic()
-            if now - self._last_sync >= self._fsync_every_s:
-                os.fsync(self._file.fileno())
-                self._last_sync = now
-
-    def close(self) -> None:
-        with self._lock:
-            if self._file is not None:
-                self._file.flush()
-                os.fsync(self._file.fileno())
-                self._file.close()
-                self._file = None
 
 
 def _check_questions(questions: Sequence[Question]) -> None:
