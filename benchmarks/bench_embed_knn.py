@@ -138,8 +138,13 @@ def main() -> None:
     ap.add_argument("--sizes", default="1000,10000,100000")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--k", type=int, default=5)
-    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "embed_knn.json")
+    ap.add_argument("--out", type=Path, default=None, help="default results/embed_knn.json (--quick: embed_knn_quick.json)")
+    ap.add_argument("--quick", action="store_true", help="300 texts, 1k/10k banks, 50 queries, one repeat (< 2 min)")
     args = ap.parse_args()
+    if args.quick:
+        args.texts, args.repeats, args.sizes, args.queries = 300, 1, "1000,10000", 50
+    if args.out is None:
+        args.out = REPO / "benchmarks" / "results" / ("embed_knn_quick.json" if args.quick else "embed_knn.json")
 
     import faiss
     import wordllama

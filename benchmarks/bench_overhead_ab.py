@@ -66,7 +66,11 @@ def main() -> int:
     ap.add_argument("--sizes", default="1000,10000")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--queries", type=int, default=100)
+    ap.add_argument("--quick", action="store_true", help="1k bank, one round of 30 questions (< 2 min); "
+                    "writes overhead_ab_quick.json")
     args = ap.parse_args()
+    if args.quick:
+        args.sizes, args.rounds, args.queries = "1000", 1, 30
     import numpy as np
 
     from bench_overhead import bank_vectors
@@ -94,7 +98,7 @@ def main() -> int:
         row["this_over_ref_cpu"] = round(row["this_cpu_ms"] / row["ref_cpu_ms"], 3)
         out["rows"].append(row)
         print(row, flush=True)
-    save_json("overhead_ab.json", out)
+    save_json("overhead_ab_quick.json" if args.quick else "overhead_ab.json", out)
     return 0
 
 

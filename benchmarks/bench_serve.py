@@ -189,8 +189,13 @@ def main() -> None:
     ap.add_argument("--real-requests", type=int, default=20)
     ap.add_argument("--real-concurrency", type=int, default=2)
     ap.add_argument("--skip-real", action="store_true")
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "serve.json"))
+    ap.add_argument("--out", default=None, help="default results/serve.json (--quick: serve_quick.json)")
+    ap.add_argument("--quick", action="store_true", help="200 scripted requests, no real-model run (< 2 min)")
     args = ap.parse_args()
+    if args.quick:
+        args.requests, args.skip_real = 200, True
+    if args.out is None:
+        args.out = str(REPO / "benchmarks" / "results" / ("serve_quick.json" if args.quick else "serve.json"))
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     try:
