@@ -1,9 +1,11 @@
 """A minimal JSON-over-HTTP handler for the fake model servers the tests run on loopback."""
 from __future__ import annotations
 
+import contextlib
 import json
-from http.server import BaseHTTPRequestHandler
-from typing import Any, Callable, Mapping
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any, Callable, Iterator, Mapping
 
 Reply = tuple[int, Mapping[str, Any], Mapping[str, str]]
 
@@ -32,3 +34,15 @@ def json_handler(respond: Callable[[str, dict[str, str], dict[str, Any]], Reply]
                 pass
 
     return Handler
+
+
+@contextlib.contextmanager
+def serving(server: HTTPServer) -> Iterator[HTTPServer]:
+    """Serve `server` on a daemon thread while the block runs, then shut it down and close it."""
+    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import dspy
 
 from .formats import approx_tokens
-from .lm import SimReplier, prompt_text
+from .lm import CountsSimCalls, SimReplier, prompt_text
 from .rand import int_seed
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ def _content(m: Any) -> Any:
     return {"role": m.get("role") if isinstance(m, dict) else getattr(m, "role", "user"), "content": c or ""}
 
 
-class SimDSPyLM(dspy.BaseLM):
+class SimDSPyLM(CountsSimCalls, dspy.BaseLM):
     def __init__(self, world: "SimWorld", replicate: int = 0, budget: int | None = None, temperature: float = 0.0,
                  max_tokens: int = 1024, **kwargs: Any) -> None:
         super().__init__(model=world.model_id(replicate), model_type="chat", temperature=temperature,
@@ -42,13 +42,6 @@ class SimDSPyLM(dspy.BaseLM):
         self.replicate = int(replicate)
         self._r = SimReplier(world, replicate, budget)
 
-    @property
-    def calls(self) -> int:
-        return self._r.calls
-
-    @property
-    def budget(self) -> int | None:
-        return self._r.budget
 
     def forward(self, prompt: str | None = None, messages: list | None = None, **kwargs: Any) -> SimpleNamespace:
         kw = {**self.kwargs, **kwargs}

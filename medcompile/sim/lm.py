@@ -39,6 +39,20 @@ def prompt_text(mode: str, prompt: str | None, messages) -> str:
                    f"{m['content'] if isinstance(m, dict) else m.content}" for m in messages)
 
 
+class CountsSimCalls:
+    """The call counter and budget of a simulator face, read from its `SimReplier`."""
+
+    _r: "SimReplier"
+
+    @property
+    def calls(self) -> int:
+        return self._r.calls
+
+    @property
+    def budget(self) -> int | None:
+        return self._r.budget
+
+
 class SimReplier:
     """Turns prompt text into a reply: shared by the medcompile and DSPy faces."""
 
@@ -104,7 +118,7 @@ def hash_text(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
-class SimLM:
+class SimLM(CountsSimCalls):
     """A medcompile backend driven by a `SimWorld`. `calls` counts every call made to it."""
 
     def __init__(self, world: "SimWorld", mode: Mode = "text", replicate: int = 0, budget: int | None = None,
@@ -117,13 +131,6 @@ class SimLM:
         self.model = model or world.model_id(replicate)
         self._r = SimReplier(world, replicate, budget)
 
-    @property
-    def calls(self) -> int:
-        return self._r.calls
-
-    @property
-    def budget(self) -> int | None:
-        return self._r.budget
 
     def complete(self, request: LMRequest) -> LMResponse:
         self._r.count()

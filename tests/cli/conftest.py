@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from medcompile import Predict, Program
-from tests.jsonhttp import json_handler
+from tests.jsonhttp import json_handler, serving
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 GENERIC_CSV = FIXTURES / "data_generic_fieldmap.csv"
@@ -105,10 +105,5 @@ class FakeOpenAI:
 @pytest.fixture
 def fake_openai() -> Iterator[FakeOpenAI]:
     fake = FakeOpenAI()
-    t = threading.Thread(target=fake.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    t.start()
-    try:
+    with serving(fake.server):
         yield fake
-    finally:
-        fake.server.shutdown()
-        fake.server.server_close()

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.jsonhttp import json_handler
+from tests.jsonhttp import json_handler, serving
 
 
 class FakeOpenAI:
@@ -64,10 +64,5 @@ def fake_openai() -> Iterator[FakeOpenAI]:
     fake = FakeOpenAI()
     fake.server = ThreadingHTTPServer(("127.0.0.1", 0), fake.handler())
     fake.server.daemon_threads = True
-    t = threading.Thread(target=fake.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    t.start()
-    try:
+    with serving(fake.server):
         yield fake
-    finally:
-        fake.server.shutdown()
-        fake.server.server_close()
