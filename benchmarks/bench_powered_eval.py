@@ -262,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--datasets", default="", help="comma-separated subset of " + ",".join(d.name for d in DATASETS))
     ap.add_argument("--lm", default="local", help="model spec (default: the embedded model); e.g. 'sim' to "
                     "check the pipeline in seconds (results then go to powered-<spec>/)")
+    ap.add_argument("--programs", default="", help="comma-separated subset of zero_shot,few_shot,medprompt,"
+                    "ensemble_refinement (zero_shot is always evaluated: the paired comparisons need it)")
     ap.add_argument("--cap", default="", help="e.g. pubmedqa=200: evaluate only the first N questions of a "
                     "dataset's run order (to report the finished part of an interrupted run; rows state their n)")
     args = ap.parse_args(argv)
@@ -278,11 +280,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage in ("answers", "all"):
         stage_answers(lm, args.quick, only, out)
     if args.stage in ("compile", "eval", "all"):
-        from powered_stages import stage_compile, stage_eval  # noqa: PLC0415 - heavy, only when asked
+        from powered_stages import PROGRAMS, stage_compile, stage_eval  # noqa: PLC0415 - heavy, only when asked
 
-        progs = stage_compile(lm, args.quick, out)
+        names = tuple(n for n in PROGRAMS if not args.programs or n == "zero_shot" or n in args.programs.split(","))
+        progs = stage_compile(lm, args.quick, out, names)
         if args.stage in ("eval", "all"):
-            stage_eval(lm, progs, args.quick, only, out)
+            stage_eval(lm, progs, args.quick, only, out, names)
     write_markdown(out)
     return 0
 

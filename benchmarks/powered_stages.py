@@ -79,7 +79,7 @@ def ready_made_program(name: str, signature: str) -> Program:
 
 
 def stage_eval(lm: Any, progs: dict[tuple[str, str], Program], quick: bool, only: set[str] | None,
-               out_dir: Path) -> list[dict]:
+               out_dir: Path, names: tuple[str, ...] = PROGRAMS) -> list[dict]:
     rows: list[dict[str, Any]] = []
     missing: list[str] = []
     for spec in DATASETS:
@@ -87,7 +87,7 @@ def stage_eval(lm: Any, progs: dict[tuple[str, str], Program], quick: bool, only
             continue
         qs = questions(spec, quick)
         base: EvalResult | None = None
-        for name in PROGRAMS:
+        for name in names:
             prog = progs.get((spec.family, name))
             if prog is None:
                 missing.append(f"{spec.name}/{name}")
