@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from ..program.program import Program
 
@@ -38,6 +38,18 @@ def resolve_program(spec: str, signature: Any = None) -> Program:
     if spec not in READY_MADE:
         raise ProgramSourceError(f"unknown program {spec!r}: use one of {list(READY_MADE)}, a .py file or a .json file")
     return _build(importlib.import_module(f"programs.{spec}"), spec, signature)
+
+
+def for_questions(spec: str, program: Program, questions: Iterable[Any]) -> Program:
+    """PROGRAM as it should meet these questions. Passages reach a prompt only through a
+    signature that declares them, so a ready-made or .py program is rebuilt with the
+    context signature when any question carries a passage; a compiled .json program
+    keeps the signature it was compiled with."""
+    if Path(spec).suffix == ".json" or not any(q.context for q in questions):
+        return program
+    from ..signatures import MCQ_WITH_CONTEXT
+
+    return resolve_program(spec, signature=MCQ_WITH_CONTEXT)
 
 
 def _build(module: Any, where: str, signature: Any) -> Program:

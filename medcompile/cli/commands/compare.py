@@ -30,18 +30,15 @@ def main(args: argparse.Namespace) -> int:
     from ...evaluate.plots import plot_compare
     from ...evaluate.runner import evaluate
     from ...progress import log
-    from ..resolve import resolve_program
+    from ..resolve import for_questions, resolve_program
 
     with eval_errors():
         prog_a, prog_b = resolve_program(args.program_a), resolve_program(args.program_b)
         questions = load_eval_questions(args)
         models = Models(args)
         lm_a, lm_b = models(prog_a), models(prog_b, b=True)
-        if any(q.context for q in questions):  # passages are shown only to signatures declaring them
-            from ...signatures import MCQ_WITH_CONTEXT
-
-            prog_a, prog_b = (p if s.endswith(".json") else resolve_program(s, signature=MCQ_WITH_CONTEXT)
-                              for p, s in ((prog_a, args.program_a), (prog_b, args.program_b)))
+        prog_a = for_questions(args.program_a, prog_a, questions)  # passages need a `context` input
+        prog_b = for_questions(args.program_b, prog_b, questions)
         stem_a, stem_b = Path(args.program_a).stem, Path(args.program_b).stem
         name_a, name_b = (stem_a, stem_b) if stem_a != stem_b else (prog_a.name, prog_b.name)
         ckpt_base = slug(f"{stem_a}_vs_{stem_b}")

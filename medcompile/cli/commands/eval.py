@@ -117,16 +117,13 @@ def main(args: argparse.Namespace) -> int:
     from ...evaluate.plots import plot_eval
     from ...evaluate.runner import evaluate
     from ...progress import log
-    from ..resolve import resolve_program
+    from ..resolve import for_questions, resolve_program
 
     with eval_errors():
         program = resolve_program(args.program)
         questions = load_eval_questions(args)
         lm = Models(args)(program)
-        if any(q.context for q in questions) and not args.program.endswith(".json"):
-            from ...signatures import MCQ_WITH_CONTEXT  # passages are shown only to signatures declaring them
-
-            program = resolve_program(args.program, signature=MCQ_WITH_CONTEXT)
+        program = for_questions(args.program, program, questions)  # passages need a `context` input
         name = args.name or Path(args.program).stem + (f"@{slug(lm.model)}" if args.lm else "")
         base = Path(args.out) / f"{slug(name)}.eval"
         ckpt = checkpoint_path(args, base.name)

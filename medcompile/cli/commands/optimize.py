@@ -66,16 +66,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ...compile import optimize
-    from ..resolve import resolve_program
+    from ..resolve import for_questions, resolve_program
 
     program = resolve_program(args.program)
     train = load_questions(args.train, args.train_split, args.train_limit, args, seed=args.seed, prefix="train")
     dev = load_questions(args.dev, args.dev_split, args.dev_limit, args, seed=args.seed, prefix="dev")
     lm = Models(args)()
-    if any(q.context for q in (*train, *dev)):  # passages are shown only to signatures that declare them
-        from ...signatures import MCQ_WITH_CONTEXT
-
-        program = resolve_program(args.program, signature=MCQ_WITH_CONTEXT)
+    program = for_questions(args.program, program, (*train, *dev))  # passages need a `context` input
     compiled = optimize(program, train, dev, lm=lm, budget=args.budget, seed=args.seed, out=args.out,
                         storage=args.storage, study_name=args.study_name, worker=args.worker,
                         max_trials=args.trials, minibatch=args.minibatch, n_instructions=args.instructions,

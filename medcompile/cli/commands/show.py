@@ -7,7 +7,9 @@ settings and the exact text prompt (text mode) or chat messages (chat mode). A
 program whose later calls build on earlier replies (self-generated CoT, ensemble
 refinement) shows the placeholder where the model's reply would go.
 
-The mode is the one the program was compiled with, unless --mode says otherwise.
+The mode is the one the program was compiled with, unless --mode says otherwise. A
+ready-made or .py program shown on questions with passages (PubMedQA) is declared with
+the context signature, as optimize, eval and compare declare it, so the passage appears.
 """
 from __future__ import annotations
 
@@ -59,13 +61,14 @@ class Recorder:
 
 def main(args: argparse.Namespace) -> int:
     from ...modules.base import ModuleError
-    from ..resolve import resolve_program
+    from ..resolve import for_questions, resolve_program
     from .run import read_questions
 
     program = resolve_program(args.program)
     settings = program.lm_settings or {}
     mode = args.mode or settings.get("mode") or "text"
     questions = read_questions(args.input, args.split, None, args)[:args.limit]
+    program = for_questions(args.program, program, questions)  # passages need a `context` input to show
     try:
         program.prepare(questions)
         show_calls(program, questions, mode, args)
