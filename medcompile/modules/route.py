@@ -124,8 +124,9 @@ class Route(Module):
                 p = plurality(so_far, list(q.options))
             if p.answer is not None and (fallback is None or p.confidence > fallback.confidence):
                 fallback = p
-            if t is None or (p.answer is not None and p.confidence >= float(t)):
-                how = "last member" if step == len(plan) - 1 else f"confidence {p.confidence:.3f} >= {float(t):g}"
+            last = step == len(plan) - 1  # the last member, or one at threshold 0.0: nothing is planned after it
+            if last or (p.answer is not None and p.confidence >= float(t)):  # type: ignore[arg-type]
+                how = "last member" if last else f"confidence {p.confidence:.3f} >= {float(t):g}"  # type: ignore[arg-type]
                 if p.answer is None and fallback is not None:  # the escalation abstained: the best earlier answer stands
                     return replace(fallback, reason=f"route: member {i} abstained, earlier answer kept")
                 return replace(p, reason=p.reason if p.answer is None else f"route: member {i} ({how})")

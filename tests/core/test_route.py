@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Mapping
 import pytest
 
 from medcompile import Predict, Program, Route, SelfCoT, Shuffle, Vote
-from medcompile.compile.space import BankChoice, apply, collect_space
+from medcompile.compile.space import BankChoice, active_params, apply, collect_space, count_configurations
 from medcompile.lm.scripted import ScriptedLM
 from medcompile.modules.base import Module, ModuleError, Prediction, Resolver, RunContext
 from medcompile.modules.route import DEFAULT_THRESHOLDS, SKIP
@@ -246,3 +246,44 @@ def test_route_on_the_real_model_screens_with_option_probabilities(local_lm, med
         else:  # run 0 of the shuffles repeats the screen's request: served from it, not sent again
             # (so 3 calls; 2 when the other two shuffled orders happen to coincide)
             assert r.usage.calls in (2, 3) and "member 1" in r.prediction.reason
+
+
+def test_an_always_stop_member_that_abstains_ends_the_route_with_its_abstention():
+    """Threshold 0.0 plans nothing after its member, so that member's reply is final even
+    when it names no option (a model error, an unparsable reply): an abstention, not a crash."""
+    log: list[str] = []
+    p = run(Route([Fixed(None, 0.0, log=log), Fixed("B", 1.0, cost=5, log=log)], thresholds=[0.0], tune=False))
+    assert p.answer is None and p.reason == "fixed" and log == ["/route0"]
+    log.clear()
+    three = Route([Fixed("A", 0.5, log=log), Fixed(None, 0.0, log=log), Fixed("D", 1.0, cost=5, log=log)],
+                  thresholds=[0.9, 0.0], tune=False)
+    p = run(three)  # the screen escalated, the always-stop member abstained: the screen's answer stands
+    assert p.answer == "A" and "abstained" in p.reason and log == ["/route0", "/route1"]
+
+
+def test_the_search_never_varies_a_member_that_cannot_run():
+    """Route's inert choices reach the compiler: configurations that differ only in a member the
+    thresholds leave out are one configuration (counted once, never proposed twice)."""
+    screen = Predict(tune={"temperature": [0.0, 0.7]})                  # 2 configurations
+    expert = Vote(Shuffle(SelfCoT(tune=False), n=3, tune={"n": [1, 3, 5]}))  # 3 configurations
+    root = Route([screen, expert])                                      # threshold0: 6 choices
+    space = collect_space(root)
+    assert [p.key for p in space] == ["threshold0", "members.0.temperature", "members.1.members.0.n"]
+    # 0.0 = screen only (2), SKIP = expert only (3), four real thresholds = both (4 x 2 x 3)
+    assert count_configurations(root, space) == 2 + 3 + 4 * 2 * 3 < 6 * 2 * 3
+
+    def picks(threshold: Any) -> dict[str, Any]:
+        return active_params(root, space, lambda p: threshold if p.key == "threshold0" else p.choices[-1])
+
+    assert picks(0.0) == {"threshold0": 0.0, "members.0.temperature": 0.7}
+    assert picks(SKIP) == {"threshold0": SKIP, "members.1.members.0.n": 5}
+    assert picks(0.75) == {"threshold0": 0.75, "members.0.temperature": 0.7, "members.1.members.0.n": 5}
+
+
+def test_thresholds_after_an_always_stop_are_not_searched():
+    members = [Predict(tune=False), SelfCoT(tune=False), Vote(Shuffle(SelfCoT(tune=False), n=3, tune=False))]
+    root = Route(members, tune={"threshold0": [0.0, 0.9], "threshold1": [0.6, 0.9, SKIP]})
+    space = collect_space(root)
+    assert count_configurations(root, space) == 1 + 3  # 0.0 ends the cascade: threshold1 cannot matter
+    fixed_stop = Route(members, thresholds=[0.0, 0.6], tune={"threshold1": [0.6, 0.9]})
+    assert count_configurations(fixed_stop, collect_space(fixed_stop)) == 1
