@@ -90,8 +90,9 @@ class Bank:
             if self._index_info is None and self._index.kind != "flat":
                 self._index_info = self._index.settings()
 
-    def _index_params(self) -> dict[str, int]:
-        """The recorded index's parameters, when they fit the index this bank's size gets."""
+    def _index_params(self) -> dict[str, Any]:
+        """The recorded index's parameters, when they fit the index this bank's size gets
+        (an IVF recorded without `codes` was built with float32 lists, and still is)."""
         from .embed import index as index_mod
 
         info = self._index_info or {}
@@ -99,7 +100,10 @@ class Bank:
         if info.get("kind") != kind or info.get("n") != len(self.exemplars):
             return {}
         keys = ("nlist", "nprobe") if kind == "ivf" else ()
-        return {k: int(info[k]) for k in keys if isinstance(info.get(k), int)}
+        params: dict[str, Any] = {k: int(info[k]) for k in keys if isinstance(info.get(k), int)}
+        if kind == "ivf":
+            params["codes"] = info.get("codes", "f32")
+        return params
 
     def embeddings(self) -> np.ndarray:
         """The bank's embeddings, computed now if needed; from then on they are part of

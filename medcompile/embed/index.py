@@ -8,17 +8,26 @@ widens the search until every near-tie of the k-th hit is in, rescores the
 candidates in float64, and sorts by (score desc, id asc).
 
 Size decides the index (`kind="auto"`): an exact flat scan below `AUTO_THRESHOLD` rows
-(0.2 ms a query at 10k, but 3-4 ms at 100k on one core), IVF above it. An approximate
-index is only as good as its recall, so it is measured when the index is built: recall@5
-against the exact search, on a seeded sample of bank rows used as leave-one-out queries;
-the search width (IVF's nprobe, HNSW's efSearch) doubles until that recall reaches
-`target_recall` (0.995), then is bisected back to the narrowest width (within 1/8) that still
-reaches it. The target sits above the promised 0.99 because 200 sampled rows estimate recall
-with an error of about half a point and new questions can be harder than bank rows: tuned to
-exactly 0.99 on bank rows, bench_overhead.py's 100k queries got 0.973. The measured recall is part of
-`settings()`, which a program file keeps.
-IVF rather than HNSW: on 100k WordLlama-like vectors it trained in ~18 s single-threaded
-and reached recall@5 0.996 at 0.25 ms a query, where HNSW took minutes to build.
+(0.2 ms a query at 10k, but 3-4 ms at 100k on one core), IVF above it. The IVF stores its
+vectors as float16 (`codes="fp16"`, faiss IndexIVFScalarQuantizer): a single-query scan is
+bound by memory traffic, so half the bytes made it ~2.3x faster than float32 lists at the
+same nprobe (100k rows: 0.37 vs 0.86 ms at nprobe 144); the top `_RERANK` x kk candidates are
+then rescored exactly in float32, so the hits, scores and ties are those of the float vectors
+(recall was identical to IVFFlat at every width tried). Files that recorded an IVF without
+`codes` keep float32 lists (`codes="f32"`), as they were built.
+
+An approximate index is only as good as its recall, so it is measured when the index is
+built: recall@5 against the exact search on two seeded query sets that are not bank rows as
+such: `recall_sample` bank rows used leave-one-out (in-distribution questions), and as many
+midpoints of two random bank rows (normalised sums: queries that sit between the data, with
+flat neighbourhoods, as new questions phrased unlike any exemplar do). Bank rows alone
+under-estimate the width new questions need: tuned to 0.99 on them, bench_overhead.py's
+100k queries got 0.973, while the midpoints were harder than those queries at every width.
+The search width (IVF's nprobe, HNSW's efSearch) doubles until both reach `target_recall`
+(0.99), then is bisected back to the narrowest width (within 1/8) that still does. Both
+recalls are part of `settings()`, which a program file keeps.
+IVF rather than HNSW: on 100k WordLlama-like vectors it trained in ~10 s single-threaded
+and searched faster at equal recall, where HNSW (M=32, efConstruction=128) took 66 s to build.
 """
 from __future__ import annotations
 
@@ -32,6 +41,10 @@ import numpy as np
 
 IndexKind = Literal["flat", "hnsw", "ivf", "auto"]
 _KINDS = ("flat", "hnsw", "ivf", "auto")
+Codes = Literal["f32", "fp16"]
+_CODES = ("f32", "fp16")
+# fp16 lists: faiss returns this many times the needed candidates, rescored exactly in float32.
+_RERANK = 2
 _CODEC = "f32le"
 # faiss scores are float32; anything within this of the k-th score may be a tie after exact rescoring.
 _TIE_TOL = 1e-4
@@ -79,16 +92,20 @@ class KNNIndex:
     kind: "flat" (exact, default), "hnsw" / "ivf" (approximate, for large banks), or
     "auto" (flat below `auto_threshold` rows, else ivf). Approximate indexes are
     built single-threaded so that the same data always gives the same structure. Their
-    search width is tuned to `target_recall` (recall@5 on `recall_sample` bank rows)
-    unless given (`nprobe` / `ef_search`); the recall is measured either way.
+    search width is tuned to `target_recall` (recall@5 on `recall_sample` leave-one-out bank
+    rows and as many row-pair midpoints) unless given (`nprobe` / `ef_search`); the recall is
+    measured either way. codes: how IVF lists store vectors ("fp16" + exact rerank, or "f32").
     """
 
     def __init__(self, vectors: np.ndarray, *, kind: IndexKind = "flat", hnsw_m: int = 32,
                  ef_construction: int = 128, ef_search: int | None = None, nlist: int | None = None,
                  nprobe: int | None = None, auto_threshold: int = AUTO_THRESHOLD,
-                 target_recall: float = 0.995, recall_sample: int = 200, seed: int = 0) -> None:
+                 target_recall: float = 0.99, recall_sample: int = 200, seed: int = 0,
+                 codes: Codes = "fp16") -> None:
         if kind not in _KINDS:
             raise KNNError(f"unknown index kind {kind!r}; expected one of {list(_KINDS)}")
+        if codes not in _CODES:
+            raise KNNError(f"unknown IVF codes {codes!r}; expected one of {list(_CODES)}")
         self._vectors = _as_matrix(vectors, "vectors").copy()  # the caller may mutate its array later
         self.n, self.dim = self._vectors.shape
         if self.dim == 0:
@@ -96,12 +113,14 @@ class KNNIndex:
         if kind == "auto":
             kind = "flat" if self.n < auto_threshold else "ivf"
         self.kind: str = kind
+        self.codes: str = codes if kind == "ivf" else "f32"
         self.hnsw_m, self.ef_construction = hnsw_m, ef_construction
         self.nlist = nlist or max(1, min(int(4 * math.sqrt(max(self.n, 1))), self.n // 39 or 1))
         self.ef_search = ef_search or 64
         self.nprobe = nprobe or min(8, self.nlist)
         self.target_recall = target_recall
-        self.recall: float | None = None
+        self.recall: float | None = None  # leave-one-out bank rows
+        self.recall_midpoints: float | None = None  # midpoints of two bank rows
         self.recall_sample = 0
         self._index = self._build()
         if self.kind != "flat" and self.n > RECALL_K + 1:
@@ -118,8 +137,12 @@ class KNNIndex:
             s.update(hnsw_m=self.hnsw_m, ef_construction=self.ef_construction, ef_search=self.ef_search)
         elif self.kind == "ivf":
             s.update(nlist=self.nlist, nprobe=self.nprobe)
+            if self.codes != "f32":  # absent: float32 lists, as every file before fp16 recorded
+                s.update(codes=self.codes)
         if self.recall is not None:
             s.update(recall_at_5=round(self.recall, 4), recall_sample=self.recall_sample)
+        if self.recall_midpoints is not None:
+            s.update(recall_at_5_midpoints=round(self.recall_midpoints, 4))
         return s
 
     def _width(self) -> int:
@@ -132,44 +155,52 @@ class KNNIndex:
             self.ef_search = w
 
     def _measure_and_tune(self, sample: int, seed: int, *, tune: bool) -> None:
-        """Recall@5 of this index against the exact search on a seeded sample of its own rows
-        (each query excludes itself); when tuning, double the search width until it reaches
-        `target_recall` (or the width cannot grow)."""
+        """Recall@5 of this index against the exact search on seeded queries: `sample` of its own
+        rows (each excluding itself) and `sample` midpoints of two random rows; when tuning,
+        widen the search until both reach `target_recall` (or the width cannot grow)."""
         m = min(sample, self.n)
-        rows = np.sort(np.random.default_rng(seed).choice(self.n, size=m, replace=False))
-        queries = self._vectors[rows]
-        exact = _faiss().IndexFlatIP(self.dim)
-        exact.add(self._vectors)
-        _, ids = _search_threads(exact, queries, RECALL_K + 1, None, 1)
-        truth = [[j for j in row.tolist() if j != r and j >= 0][:RECALL_K] for r, row in zip(rows.tolist(), ids)]
+        rng = np.random.default_rng(seed)
+        rows = np.sort(rng.choice(self.n, size=m, replace=False))
+        pairs = rng.integers(0, self.n, size=(m, 2))
+        mids = self._vectors[pairs[:, 0]] + self._vectors[pairs[:, 1]]
+        mids = mids[np.linalg.norm(mids, axis=1) > 1e-6]  # a row and its opposite: no midpoint
+        mids = np.ascontiguousarray(mids / np.linalg.norm(mids, axis=1, keepdims=True), dtype=np.float32)
+        # The truth follows the same tie rule (a midpoint scores its two rows equally by construction).
+        exact = KNNIndex(self._vectors, kind="flat")
         excl = [{int(r)} for r in rows]
+        truth_rows = exact.search(self._vectors[rows], RECALL_K, exclude=excl)
+        truth_mids = exact.search(mids, RECALL_K)
+        del exact
+
+        def recall(got: list[list[int]], truth: list[list[int]]) -> float:
+            return float(np.mean([len(set(g) & set(t)) / max(1, len(t)) for g, t in zip(got, truth)])) if truth else 1.0
 
         def measure() -> float:
-            got = self.search(queries, RECALL_K, exclude=excl)
-            return float(np.mean([len(set(g) & set(t)) / max(1, len(t)) for g, t in zip(got, truth)]))
+            self.recall = recall(self.search(self._vectors[rows], RECALL_K, exclude=excl), truth_rows)
+            self.recall_midpoints = recall(self.search(mids, RECALL_K), truth_mids)
+            return min(self.recall, self.recall_midpoints)
 
-        self.recall, self.recall_sample = measure(), m
+        worst, self.recall_sample = measure(), m
         limit = self.nlist if self.kind == "ivf" else _MAX_WIDTH["hnsw"]
         if not tune:
             return
         lo = None  # the widest width known to miss the target
-        while self.recall < self.target_recall and self._width() < limit:
+        while worst < self.target_recall and self._width() < limit:
             lo = self._width()
             self._set_width(lo * 2)
-            self.recall = measure()
-        if lo is None or self.recall < self.target_recall:
+            worst = measure()
+        if lo is None or worst < self.target_recall:
             return
-        hi, hi_recall = self._width(), self.recall  # doubling overshoots: bisect down to within 1/8
+        hi, hi_recalls = self._width(), (self.recall, self.recall_midpoints)  # bisect down to within 1/8
         while hi - lo > max(1, lo // 8):
             mid = (lo + hi) // 2
             self._set_width(mid)
-            r = measure()
-            if r >= self.target_recall:
-                hi, hi_recall = mid, r
+            if measure() >= self.target_recall:
+                hi, hi_recalls = mid, (self.recall, self.recall_midpoints)
             else:
                 lo = mid
         self._set_width(hi)
-        self.recall = hi_recall
+        self.recall, self.recall_midpoints = hi_recalls
 
     def _build(self) -> Any:
         faiss = _faiss()
@@ -185,7 +216,11 @@ class KNNIndex:
                 index.hnsw.efConstruction = self.ef_construction
             else:
                 quantizer = faiss.IndexFlatIP(self.dim)
-                index = faiss.IndexIVFFlat(quantizer, self.dim, self.nlist, faiss.METRIC_INNER_PRODUCT)
+                if self.codes == "fp16":
+                    index = faiss.IndexIVFScalarQuantizer(quantizer, self.dim, self.nlist,
+                                                          faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+                else:
+                    index = faiss.IndexIVFFlat(quantizer, self.dim, self.nlist, faiss.METRIC_INNER_PRODUCT)
                 self._quantizer = quantizer  # the index does not own it: keep it alive here
                 if self.n:
                     index.train(self._vectors)
@@ -208,7 +243,20 @@ class KNNIndex:
             params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, kk))
         elif self.kind == "ivf":
             params = faiss.SearchParametersIVF(nprobe=min(self.nprobe, self.nlist))
-        return _search_threads(self._index, q, kk, params, None if q.shape[0] >= _SMALL_BATCH else 1)
+        threads = None if q.shape[0] >= _SMALL_BATCH else 1
+        if self.codes == "f32":
+            return _search_threads(self._index, q, kk, params, threads)
+        _, ids = _search_threads(self._index, q, min(self.n, kk * _RERANK), params, threads)
+        return self._exact_top(q, ids, kk)
+
+    def _exact_top(self, q: np.ndarray, ids: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+        """The kk best of faiss's candidates by exact float32 inner product (ties: smaller id),
+        shaped like a faiss result (missing: id -1, score -inf)."""
+        valid = ids >= 0
+        sims = np.einsum("mcd,md->mc", self._vectors[np.where(valid, ids, 0)], q)
+        sims = np.where(valid, sims, np.float32(-np.inf)).astype(np.float32)
+        order = np.lexsort((np.where(valid, ids, np.iinfo(np.int64).max), -sims), axis=-1)[:, :kk]
+        return np.take_along_axis(sims, order, axis=1), np.take_along_axis(ids, order, axis=1)
 
     def search(self, queries: np.ndarray, k: int,
                exclude: list[set[int]] | None = None) -> list[list[int]]:

@@ -146,18 +146,21 @@ class EmbeddingsSpec(_Strict):
 
 class IndexSpec(_Strict):
     """The approximate kNN index of a large bank, with recall@5 against exact search measured
-    when it was built (on `recall_sample` bank rows). Absent: exact (flat) search."""
+    when it was built (on `recall_sample` bank rows, and as many midpoints of two bank rows).
+    Absent: exact (flat) search."""
 
     kind: Literal["ivf", "hnsw"]
     n: int = Field(ge=0, le=MAX_ITEMS)
     dim: int = Field(ge=1, le=1 << 16)
     nlist: int | None = Field(default=None, ge=1, le=1 << 20)
     nprobe: int | None = Field(default=None, ge=1, le=1 << 20)
+    codes: Literal["f32", "fp16"] | None = None  # IVF list storage; absent: f32 (files before fp16)
     hnsw_m: int | None = Field(default=None, ge=2, le=512)
     ef_construction: int | None = Field(default=None, ge=1, le=1 << 16)
     ef_search: int | None = Field(default=None, ge=1, le=1 << 16)
     recall_at_5: float | None = Field(default=None, ge=0.0, le=1.0)
     recall_sample: int | None = Field(default=None, ge=0, le=MAX_ITEMS)
+    recall_at_5_midpoints: float | None = Field(default=None, ge=0.0, le=1.0)  # on row-pair midpoints
 
 
 class EmbedderSpec(BaseModel):

@@ -189,3 +189,41 @@ def test_auto_index_above_the_threshold_is_ivf_tuned_to_the_target_recall() -> N
     fixed = KNNIndex(bank, kind="ivf", nprobe=1)  # a given width is kept, its (low) recall reported
     assert fixed.nprobe == 1 and fixed.settings()["recall_at_5"] < s["recall_at_5"]
     assert "recall_at_5" not in KNNIndex(bank).settings()  # exact: nothing to measure
+
+
+def test_fp16_lists_reranked_exactly_give_the_exact_answer_when_every_list_is_probed() -> None:
+    rng = np.random.default_rng(10)
+    # Small integers are exact in float16 and give many equal scores: the rerank must keep id order.
+    bank = rng.integers(-2, 3, size=(1200, 8)).astype(np.float32)
+    queries = rng.integers(-2, 3, size=(30, 8)).astype(np.float32)
+    full = KNNIndex(bank, kind="ivf", nlist=16, nprobe=16)
+    assert full.codes == "fp16" and full.settings()["codes"] == "fp16"
+    excl = [{i, i + 1} for i in range(30)]
+    assert full.search(queries, 12, exclude=excl) == reference(bank, queries, 12, excl)
+    ids, scores = full.search_with_scores(queries, 12)
+    for row_ids, row_scores, q in zip(ids, scores, queries):
+        assert row_scores == (bank[row_ids].astype(np.float64) @ q.astype(np.float64)).tolist()
+    f32 = KNNIndex(bank, kind="ivf", nlist=16, nprobe=16, codes="f32")
+    assert "codes" not in f32.settings() and f32.search(queries, 12) == full.search(queries, 12)
+
+
+def test_recall_is_measured_on_bank_rows_and_on_row_midpoints_and_tuned_until_both_reach_the_target() -> None:
+    rng = np.random.default_rng(11)
+    bank = clustered_rows(rng, 4000, 32)
+    a = KNNIndex(bank, kind="ivf", target_recall=0.99)
+    s = a.settings()
+    assert s["recall_at_5"] >= 0.99 and s["recall_at_5_midpoints"] >= 0.99
+    narrow = KNNIndex(bank, kind="ivf", nprobe=max(1, s["nprobe"] // 2))  # narrower: some set misses the target
+    assert min(narrow.recall, narrow.recall_midpoints) < 0.99
+    # the recorded midpoint recall is what it says: midpoints drawn the way the index draws them,
+    # against the exact search with the same tie rule (a midpoint ties its two rows by construction)
+    pairs = np.random.default_rng(0)
+    pairs.choice(4000, size=200, replace=False)
+    p = pairs.integers(0, 4000, size=(200, 2))
+    mids = bank[p[:, 0]] + bank[p[:, 1]]
+    mids /= np.linalg.norm(mids, axis=1, keepdims=True)
+    exact, got = KNNIndex(bank).search(mids, 5), a.search(mids, 5)
+    measured = np.mean([len(set(g) & set(e)) / 5 for g, e in zip(got, exact)])
+    assert measured == pytest.approx(s["recall_at_5_midpoints"], abs=1e-4)
+    with pytest.raises(KNNError, match="unknown IVF codes"):
+        KNNIndex(bank, kind="ivf", codes="sq4")  # type: ignore[arg-type]

@@ -68,11 +68,27 @@ def test_large_bank_gets_an_approximate_index_with_recorded_recall(monkeypatch: 
     bank = Bank(ex, {"kind": "wordllama", "model": "l2_supercat", "dim": 64, "normalize": True}, vecs, resolved=True)
     d = bank.to_config()
     info = d["index"]
-    assert info["kind"] == "ivf" and info["n"] == 600 and info["recall_sample"] == 200
-    assert info["recall_at_5"] >= 0.99 and bank.index_settings() == info
+    assert info["kind"] == "ivf" and info["n"] == 600 and info["recall_sample"] == 200 and info["codes"] == "fp16"
+    assert info["recall_at_5"] >= 0.99 and info["recall_at_5_midpoints"] >= 0.99 and bank.index_settings() == info
     loaded = Bank.from_config(json.loads(json.dumps(d)))
     assert loaded.to_config() == d  # recorded, not re-measured: byte-stable
-    assert loaded._index_params() == {"nlist": info["nlist"], "nprobe": info["nprobe"]}  # noqa: SLF001
+    assert loaded._index_params() == {"nlist": info["nlist"], "nprobe": info["nprobe"], "codes": "fp16"}  # noqa: SLF001
+    loaded.embeddings()  # builds the index from the record
+    assert loaded._index.codes == "fp16" and loaded._index.nprobe == info["nprobe"]  # noqa: SLF001
+
+
+def test_an_ivf_recorded_before_fp16_lists_is_rebuilt_with_float32_lists(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(index_mod, "AUTO_THRESHOLD", 300)
+    rng = np.random.default_rng(1)
+    vecs = rng.standard_normal((400, 64)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    old = {"kind": "ivf", "n": 400, "dim": 64, "nlist": 10, "nprobe": 4, "recall_at_5": 0.9, "recall_sample": 200}
+    bank = Bank(exemplars(400), {"kind": "wordllama", "model": "l2_supercat", "dim": 64, "normalize": True}, vecs,
+                index=old, resolved=True)
+    assert bank._index_params() == {"nlist": 10, "nprobe": 4, "codes": "f32"}  # noqa: SLF001
+    bank.embeddings()
+    assert bank._index.codes == "f32" and bank._index.nprobe == 4  # noqa: SLF001
+    assert bank.to_config()["index"] == old  # the file's record is kept as written
 
 
 def test_program_file_with_an_index_section_validates_and_refuses_junk() -> None:
