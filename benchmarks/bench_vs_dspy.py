@@ -23,8 +23,10 @@ a small check of DSPy's chat path (chat/text x ChatAdapter/JSONAdapter).
     python benchmarks/bench_vs_dspy.py                       # defaults below, < 60 min
     python benchmarks/bench_vs_dspy.py --bank 40 --dev 6 --test 20 --budget 30 --deadline-min 58
     python benchmarks/bench_vs_dspy.py --full                # issue 11: test n=254, budget 200, see --full
+    python benchmarks/bench_vs_dspy.py --quick               # a smoke run of the whole pipeline, < 2 min
 
-Writes benchmarks/results/vs_dspy.json, vs_dspy.md and vs_dspy.png. The model is a
+Writes benchmarks/results/vs_dspy.json, vs_dspy.md and vs_dspy.png (--quick: vs_dspy_quick.*,
+so the full results keep their names). The model is a
 270M base model, near chance on MedQA: this measures the machinery (budget honesty,
 calls, parse robustness) far more than it ranks the optimizers.
 """
@@ -106,13 +108,14 @@ class Run:
                                         "test": {}, "comparisons": [], "chat_check": {}, "notes": []}
         self.server: subprocess.Popen | None = None
         self.proxy: CountingProxy | None = None
+        self.stem = "vs_dspy_quick" if args.quick else "vs_dspy"  # result file names
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
 
     def save(self) -> None:
         self.results["elapsed_s"] = round(time.monotonic() - self.t0, 1)
-        save_json("vs_dspy.json", self.results)
+        save_json(f"{self.stem}.json", self.results)
 
 
 def start_server(run: Run) -> str:
@@ -303,10 +306,20 @@ def main() -> int:
     ap.add_argument("--mipro-candidates", type=int, default=3)
     ap.add_argument("--mipro-trials", type=int, default=6)
     ap.add_argument("--mipro-minibatch", type=int, default=8)
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run, < 2 min: medcompile few_shot vs DSPy LabeledFewShot (unless --only), bank 8, "
+                         "dev 4, test 4, budget 8, DSPy max_tokens 32, whole run capped at 105 s, no chat check; "
+                         "writes vs_dspy_quick.*. Its n resolves nothing: it checks the machinery")
     ap.add_argument("--full", action="store_true",
                     help="issue 11's setting: bank 200, dev 30, test 254 (the whole test split), budget 200, "
                          "compile wall 3600 s each, deadline 420 min (estimate on an idle 2-core box: 4-6 h)")
     args = ap.parse_args()
+    if args.quick and args.full:
+        ap.error("--quick and --full exclude each other")
+    if args.quick:
+        args.bank, args.dev, args.test, args.budget, args.dspy_max_tokens = 8, 4, 4, 8, 32
+        args.compile_wall, args.deadline_min, args.test_reserve_min, args.chat_check = 30.0, 105 / 60, 0.5, 0
+        args.only = args.only or "mc_few_shot,labeled"
     if args.full:
         args.bank, args.dev, args.test, args.budget = 200, 30, 254, 200
         args.compile_wall, args.deadline_min, args.test_reserve_min = 3600.0, 420.0, 200.0
@@ -375,8 +388,9 @@ def main() -> int:
                 Student, ChatA, train_ex, dev_ex)))
 
         test_reserve = 60 * args.test_reserve_min  # keep time for the test phase
+        min_compile = min(60.0, args.compile_wall)  # the least time worth starting a compile with
         for name, job in plan:
-            if run.left() - test_reserve < 60:
+            if run.left() - test_reserve < min_compile:
                 run.results["compile"][name] = {"skipped": "deadline: no time left for this compile"}
                 log(f"skip {name}: deadline")
                 continue
@@ -514,6 +528,7 @@ def main() -> int:
                 run.server.kill()
         run.save()
     write_reports(run)
+    log(f"done in {time.monotonic() - run.t0:.0f} s: results/{run.stem}.json, .md, .png")
     return 0
 
 
@@ -574,15 +589,15 @@ def write_reports(run: Run) -> None:
               "McNemar (medcompile.evaluate.stats.compare)."]
     if r["notes"]:
         lines += ["", "Notes:", *[f"- {n}" for n in r["notes"]]]
-    (RESULTS / "vs_dspy.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (RESULTS / f"{run.stem}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     try:
-        plot(r)
+        plot(r, RESULTS / f"{run.stem}.png")
     except Exception as e:  # noqa: BLE001 - the numbers matter more than the picture
         print("plot failed:", e)
     print("\n".join(lines))
 
 
-def plot(r: dict[str, Any]) -> None:
+def plot(r: dict[str, Any], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -612,7 +627,7 @@ def plot(r: dict[str, Any]) -> None:
     axes[1].tick_params(axis="x", rotation=30)
     fig.suptitle("medcompile (blue) vs DSPy (orange), Gemma 3 270M via llama_cpp.server")
     fig.tight_layout()
-    fig.savefig(RESULTS / "vs_dspy.png", dpi=110)
+    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":
