@@ -18,7 +18,8 @@ from ..lm.meter import BudgetExceeded
 from ..program.program import Program
 from ..progress import log
 from . import study as studies
-from .search import config_key, configure, leader, measured_cost, scored, trial_params, usage_dict
+from .ledger import leader, measured_cost, scored, trial_params
+from .search import config_key, configure, usage_dict
 from .selection import Candidate, DevSplit
 from .space import BankChoice, Param, baseline_params
 from .trial import TooManyModelErrors, TrialOutcome, evaluate_candidate
@@ -86,8 +87,12 @@ def run_confirmation(c: "Compiler", study: optuna.Study, space: list[Param], ban
         n = len(rec["scores"])
         used = t.user_attrs["usage"] if rec.get("reused") else rec["usage"]
         calls = t.user_attrs["calls"] if rec.get("reused") else rec["calls"]
+        scores = [float(s) for s in rec["scores"]]
+        if o.select_on == "pooled" and not rec.get("reused"):
+            # every finalist was scored on all search questions in the same order: pairs stay paired
+            scores = [float(s) for s in t.user_attrs["scores"]] + scores
         out.candidates.append(Candidate(
-            number=t.number, scores=[float(s) for s in rec["scores"]], cost=calls / n,
+            number=t.number, scores=scores, cost=calls / n,
             tokens=(used.get("prompt_tokens", 0) + used.get("completion_tokens", 0)) / n,
             search_score=_mean(t.user_attrs["scores"]), search_n=len(t.user_attrs["scores"]),
             baseline=key == base_key))

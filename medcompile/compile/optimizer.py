@@ -38,34 +38,13 @@ from .preflight import CompileError, backend_failed, check_data, check_program, 
 from .rationales import generate_rationales
 from .report import CompileReport, TrialRow
 from .confirm import Confirmation, run_confirmation, search_leader, stored_usage
-from .search import configure, measured_cost, run_search, scored, trial_params
-from .search import spent as search_spent
-from .selection import DEFAULT_RULE, DEFAULT_SELECT_ALPHA, RULES, DevSplit, candidate_rows, choose, split_dev, summary
+from .ledger import measured_cost, scored, trial_params
+from .ledger import spent as search_spent
+from .search import configure, run_search
+from .options import CompileOptions
+from .selection import RULES, DevSplit, candidate_rows, choose, split_dev, summary
 from .space import BankChoice, Param, collect_space
 from .trial import Metric, accuracy_metric
-
-
-@dataclass
-class CompileOptions:
-    budget: int = 500
-    seed: int = 0
-    max_trials: int = 24  # configurations tried; repeats of tried ones take no slot
-    minibatch: int = 4  # search questions between racing decisions
-    confirm_fraction: float = 0.4  # share of dev questions held out to confirm the finalists on
-    confirm_top: int = 3  # finalists confirmed besides the cheapest configuration
-    select_rule: str = DEFAULT_RULE  # how the finalists are chosen among (see `selection.choose`)
-    select_alpha: float = DEFAULT_SELECT_ALPHA  # the choice's risk level: the price of extra calls
-    reserve_finalists: bool = False  # the search keeps room to confirm every finalist, not only the leader
-    n_instructions: int = 3
-    max_rationales: int | None = None
-    objective: str = "accuracy"  # or "pareto": accuracy vs calls per question
-    concurrency: int = 1
-    storage: str | None = None
-    study_name: str | None = None
-    worker: bool = False
-    embedder: str | dict | None = None
-    quiet: bool = False
-    worker_wait_s: float = 600.0
 
 
 @dataclass
@@ -126,6 +105,8 @@ class Compiler:
             raise CompileError(f"objective must be 'accuracy' or 'pareto', got {o.objective!r}")
         if o.minibatch < 1 or o.max_trials < 1:
             raise CompileError("minibatch and max_trials must be at least 1")
+        if o.select_on not in ("confirmation", "pooled"):
+            raise CompileError(f"select_on must be 'confirmation' or 'pooled', got {o.select_on!r}")
         if o.select_rule not in RULES:
             raise CompileError(f"select_rule must be one of {list(RULES)}, got {o.select_rule!r}")
         if not isinstance(o.select_alpha, (int, float)) or not 0.0 < o.select_alpha < 1.0:
@@ -144,7 +125,9 @@ class Compiler:
             "n_instructions": self.opts.n_instructions, "max_rationales": self.opts.max_rationales,
             "objective": self.opts.objective, "metric": self.metric_id["id"], "embedder": self.opts.embedder,
             "confirm": [self.opts.confirm_fraction, self.opts.confirm_top],
-            "select": [self.opts.select_rule, self.opts.select_alpha, self.opts.reserve_finalists],
+            "select": [self.opts.select_rule, self.opts.select_alpha, self.opts.reserve_finalists,
+                       self.opts.select_on, self.opts.try_declared, self.opts.patient_racing, self.opts.scale_last,
+                       self.opts.screen],
         }
 
     def study_name(self) -> str:
@@ -330,12 +313,13 @@ class Compiler:
         skipped = [f"trial {label[n]}: {why}" for n, why in conf.skipped]
         if conf.candidates:
             choice = choose(conf.candidates, alpha=o.select_alpha, rule=o.select_rule)
-            sel = summary(choice, label, o.seed, split)
+            pooled = o.select_on == "pooled" and not split.reused
+            sel = summary(choice, label, o.seed, split, pooled)
             sel["candidates"] = candidate_rows(conf.candidates, choice, label, o.seed)
             if o.reserve_finalists:
                 sel["reserve_finalists"] = True
             chosen_t, scores, cpq = conf.trials[choice.chosen.number], choice.chosen.scores, choice.chosen.cost
-            where = "search" if split.reused else "confirmation"
+            where = "search" if split.reused else "search+confirmation" if pooled else "confirmation"
         else:  # nothing fit in the budget left: the search scores are all there is
             chosen_t = search_leader(study, len(split.search))
             scores, cpq = chosen_t.user_attrs["scores"], measured_cost(chosen_t)

@@ -26,9 +26,12 @@ from ..modules.base import Module, seed_tree
 from ..program.program import Program
 from ..progress import log, progress_bar
 from . import study as studies
+from .design import SCALED_ATTR, combine_screened, cost_keys, openings, scale_leader, set_aside, with_sizes
+from .ledger import (as_reference, finished_in_order, is_misfit, is_repeat, leader, mean, measured_cost, n_done,
+                     raw_value, scored, spent, takes_slot, trailing, trial_params)
 from .selection import DevSplit, Reference, race, race_note
 from .space import (BankChoice, Param, active_params, apply, baseline_params, canonical, count_configurations,
-                    simplest_choice)
+                    declared_params, simplest_choice)
 from .trial import Pruned, TooManyModelErrors, TrialOutcome, evaluate_candidate
 
 if TYPE_CHECKING:
@@ -47,86 +50,6 @@ def config_key(candidate: Module) -> str:
     return hashlib.sha256(canonical(candidate).encode()).hexdigest()
 
 
-def trial_params(t: optuna.trial.FrozenTrial, space: list[Param]) -> dict[str, Any]:
-    return {p.key: p.value(t.params[p.key]) for p in space if p.key in t.params}
-
-
-# ---- what the study says so far -------------------------------------------------------------------
-def n_done(study: optuna.Study) -> int:
-    """Trials that count for re-seeding the sampler: finished ones, repeats and skips, not killed ones."""
-    return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.state in studies.FINISHED or (t.state == TrialState.FAIL and "skipped" in t.user_attrs))
-
-
-def is_repeat(t: optuna.trial.FrozenTrial) -> bool:
-    return "duplicate_of" in t.user_attrs
-
-
-def is_misfit(t: optuna.trial.FrozenTrial) -> bool:
-    return bool(t.user_attrs.get("misfit"))
-
-
-def takes_slot(t: optuna.trial.FrozenTrial) -> bool:
-    """A configuration really tried: scored, pruned, or stopped while scoring."""
-    if is_repeat(t) or is_misfit(t):
-        return False
-    return t.state in studies.FINISHED or (t.state == TrialState.FAIL and "skipped" in t.user_attrs)
-
-
-def spent(study: optuna.Study) -> int:
-    """Logical calls of finished trials, plus what running trials (other workers) reserved."""
-    total = 0
-    for t in study.get_trials(deepcopy=False):
-        if t.state == TrialState.RUNNING:
-            total += int(t.user_attrs.get("reserved", 0))
-        elif t.state in studies.FINISHED or "skipped" in t.user_attrs:
-            total += int(t.user_attrs.get("calls", 0))
-    return total
-
-
-def _trailing(trials: list[optuna.trial.FrozenTrial], pred: Any) -> int:
-    n = 0
-    for t in reversed(trials):
-        if not pred(t):
-            break
-        n += 1
-    return n
-
-
-def finished_in_order(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Finished trials and skips, in trial order (killed ones left out)."""
-    return sorted((t for t in study.get_trials(deepcopy=False)
-                   if t.state in studies.FINISHED or (t.state == TrialState.FAIL and "skipped" in t.user_attrs)),
-                  key=lambda t: t.number)
-
-
-def scored(study: optuna.Study, n: int) -> list[optuna.trial.FrozenTrial]:
-    """Complete trials scored on all `n` search questions (not repeats), in trial order."""
-    return [t for t in studies.finished_trials(study)
-            if t.state == TrialState.COMPLETE and not is_repeat(t) and len(t.user_attrs.get("scores", [])) >= n]
-
-
-def measured_cost(t: optuna.trial.FrozenTrial) -> float:
-    n = len(t.user_attrs.get("scores", []))
-    return t.user_attrs["calls"] / n if n else float(t.user_attrs.get("cpq", 0.0))
-
-
-def _mean(xs: list[float]) -> float:
-    return sum(xs) / len(xs) if xs else 0.0
-
-
-def leader(trials: list[optuna.trial.FrozenTrial], max_cost: float | None = None) -> optuna.trial.FrozenTrial | None:
-    """The best scored trial (cheaper, then earlier, on ties), optionally among those cheaper than `max_cost`."""
-    pool = [t for t in trials if max_cost is None or measured_cost(t) < max_cost - 1e-9]
-    if not pool:
-        return None
-    return max(pool, key=lambda t: (_mean(t.user_attrs["scores"]), -measured_cost(t), -t.number))
-
-
-def _ref(t: optuna.trial.FrozenTrial | None) -> Reference | None:
-    return None if t is None else Reference(t.number, t.user_attrs["scores"], measured_cost(t))
-
-
 # ---- the loop --------------------------------------------------------------------------------------
 def run_search(c: "Compiler", study: optuna.Study, space: list[Param], banks: BankChoice, prep: dict[str, Any],
                split: DevSplit) -> None:
@@ -137,9 +60,13 @@ def run_search(c: "Compiler", study: optuna.Study, space: list[Param], banks: Ba
     search_qs = split.search
     n_confirm = 0 if split.reused else len(split.confirm)
     base = baseline_params(root, space)
+    declared = declared_params(root, space)
     base_program = configure(root, base, banks, o.seed)
     base_key, base_cpq = config_key(base_program), base_program.calls_per_question()
     size = count_configurations(root, space)
+    cost_of = lambda ps: configure(root, ps, banks, o.seed).calls_per_question()  # noqa: E731
+    multipliers = cost_keys(root, space, base, cost_of) if (o.scale_last or o.screen) and not multi else set()
+    ckeys = multipliers if o.scale_last else set()
     with progress_bar("search", o.max_trials, quiet=o.quiet) as bar:
         bar.advance(None, n=min(sum(map(takes_slot, finished_in_order(study))), o.max_trials))
         while True:
@@ -147,12 +74,15 @@ def run_search(c: "Compiler", study: optuna.Study, space: list[Param], banks: Ba
             slots = sum(map(takes_slot, done))
             tried = {t.user_attrs.get("canonical") for t in done if takes_slot(t) and "scores" in t.user_attrs}
             used = prep["calls"] + spent(study)
-            if slots >= o.max_trials:
+            cheap_phase = bool(ckeys) and SCALED_ATTR not in study.user_attrs
+            if slots >= o.max_trials - int(cheap_phase):
+                if cheap_phase and scale_leader(study, root, space, ckeys, declared, len(search_qs), o.quiet):
+                    continue
                 break
             if size is not None and len(tried) >= size:
                 log(f"every one of the {size} configurations of the search space has been tried", quiet=o.quiet)
                 break
-            if _trailing(done, is_repeat) >= MAX_REPEATS:
+            if trailing(done, is_repeat) >= MAX_REPEATS:
                 log(f"the last {MAX_REPEATS} proposals repeated configurations already tried; stopping search",
                     quiet=o.quiet)
                 break
@@ -160,9 +90,23 @@ def run_search(c: "Compiler", study: optuna.Study, space: list[Param], banks: Ba
                 log(f"budget of {o.budget} calls reached", quiet=o.quiet)
                 break
             study.sampler = studies.seeded_sampler(o.seed, n_done(study), multi, n_startup)
-            if not done and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+            if not done and not waiting:
                 # The first trial is the cheapest configuration: the baseline every other must beat.
-                study.enqueue_trial({k: _raw(space, k, v) for k, v in base.items()})
+                study.enqueue_trial({k: raw_value(space, k, v) for k, v in base.items()})
+            elif len(done) == 1 and not waiting and not study.user_attrs.get("opened"):
+                # Then the openings: the program as declared (the user's own guess) and each
+                # candidate instruction on the baseline (the cheapest test of an instruction).
+                study.set_user_attr("opened", True)
+                for ps in openings(root, space, base, declared, o.try_declared, o.screen, multipliers):
+                    study.enqueue_trial({k: raw_value(space, k, v) for k, v in ps.items()})
+                queued = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+                study.set_user_attr("openings_until", max((t.number for t in queued), default=0))
+            elif o.screen and not waiting and study.user_attrs.get("opened") and not study.user_attrs.get("combined"):
+                study.set_user_attr("combined", True)
+                combo = combine_screened(study, root, space, base)
+                if combo is not None:
+                    study.enqueue_trial({k: raw_value(space, k, v) for k, v in combo.items()})
             trial = study.ask()
             params = active_params(root, space, lambda p: p.value(trial.suggest_categorical(p.key, p.optuna_choices())))
             candidate = configure(root, params, banks, o.seed)
@@ -178,9 +122,15 @@ def run_search(c: "Compiler", study: optuna.Study, space: list[Param], banks: Ba
                 log(f"trial {trial.number:>3} same configuration as trial {dup.number}: reused, 0 calls, "
                     "no trial slot taken", quiet=o.quiet)
                 continue
+            if cheap_phase and cpq > base_cpq + 1e-9:
+                # Cheap first: score this proposal at the cheapest sizes; the leader is scaled last.
+                set_aside(study, trial, "scored at the cheapest sizes first (scale_last)")
+                study.enqueue_trial({k: raw_value(space, k, v) for k, v in with_sizes(root, space, params, base,
+                                                                                   ckeys).items()})
+                continue
             scored_now = scored(study, len(search_qs))
             top = leader(scored_now)
-            ranked = sorted(scored_now, key=lambda t: (-_mean(t.user_attrs["scores"]), measured_cost(t), t.number))
+            ranked = sorted(scored_now, key=lambda t: (-mean(t.user_attrs["scores"]), measured_cost(t), t.number))
 
             def need(cost: float, key: str = key) -> tuple[int, int]:
                 """(calls to score a candidate on the search questions, calls kept to confirm it,
@@ -194,6 +144,16 @@ def run_search(c: "Compiler", study: optuna.Study, space: list[Param], banks: Ba
                 return int(len(search_qs) * cost), int(n_confirm * sum(confirm.values()))
 
             est, keep = need(cpq)
+            if cheap_phase and top is not None and trial.number > study.user_attrs.get("openings_until", 0):
+                sized = with_sizes(root, space, trial_params(top, space), declared, ckeys)
+                sized_cost = cost_of(sized)
+                room = sum(need(sized_cost, config_key(configure(root, sized, banks, o.seed))))
+                if used + est + keep + room > o.budget:
+                    set_aside(study, trial, f"the budget left ({o.budget - used} calls) is kept for the "
+                                             "leader at its declared sizes")
+                    if scale_leader(study, root, space, ckeys, declared, len(search_qs), o.quiet):
+                        continue
+                    break
             if used + est + keep > o.budget:
                 why = f"needs ~{est} calls" + (f" (+{keep} kept for confirmation)" if keep else "") + \
                       f", {o.budget - used} left"
@@ -203,7 +163,7 @@ def run_search(c: "Compiler", study: optuna.Study, space: list[Param], banks: Ba
                 study.tell(trial, state=TrialState.FAIL)
                 log(f"trial {trial.number:>3} skipped: {why}", quiet=o.quiet)
                 if sum(need(base_cpq, "another")) > o.budget - used or \
-                        _trailing(finished_in_order(study), is_misfit) >= MAX_MISFITS:
+                        trailing(finished_in_order(study), is_misfit) >= MAX_MISFITS:
                     log(f"budget left ({o.budget - used} calls) is too small for the configurations "
                         "proposed; stopping search", quiet=o.quiet)
                     break
@@ -211,10 +171,10 @@ def run_search(c: "Compiler", study: optuna.Study, space: list[Param], banks: Ba
                                    lambda cost: sum(need(cost)) <= o.budget - used)
                 if thrifty is not None:
                     # Try the proposal with fewer calls (fewer shuffles, paths, members) instead.
-                    study.enqueue_trial({k: _raw(space, k, v) for k, v in thrifty.items()})
+                    study.enqueue_trial({k: raw_value(space, k, v) for k, v in thrifty.items()})
                 continue
             stop = _evaluate(c, study, trial, candidate, params, space, search_qs, o.budget - used, multi,
-                             _ref(top), _ref(leader(scored_now, max_cost=cpq)), bar)
+                             as_reference(top), as_reference(leader(scored_now, max_cost=cpq)), bar)
             if stop:
                 break
 
@@ -247,11 +207,6 @@ def _thrifty(root: Module, space: list[Param], params: dict[str, Any], banks: Ba
     return current if current != params else None
 
 
-def _raw(space: list[Param], key: str, value: Any) -> Any:
-    p = next(p for p in space if p.key == key)
-    return value if p.optuna_choices() == p.choices else p.choices.index(value)
-
-
 def _evaluate(c: "Compiler", study: optuna.Study, trial: optuna.Trial, candidate: Module, params: dict[str, Any],
               space: list[Param], questions: list, left: int, multi: bool, top: Reference | None,
               cheaper: Reference | None, bar: Any) -> bool:
@@ -264,7 +219,7 @@ def _evaluate(c: "Compiler", study: optuna.Study, trial: optuna.Trial, candidate
         if multi:
             return False
         trial.report(score, step)
-        why = race(outcome.scores, outcome.calls / max(1, len(outcome.scores)), top, cheaper)
+        why = race(outcome.scores, outcome.calls / max(1, len(outcome.scores)), top, cheaper, patient=o.patient_racing)
         if why is not None:
             trial.set_user_attr("pruned", why)
         return why is not None

@@ -45,6 +45,7 @@ POWER = 0.8
 Z_DROP = 1.645  # one-sided 95%: "significantly worse" while racing
 Z_KEEP = 1.0  # a costlier candidate stops once it is more than one standard error behind a cheaper one
 MIN_RACE_QUESTIONS = 4  # no racing decision on fewer paired questions
+MIN_PATIENT_QUESTIONS = 8  # ... when racing patiently
 MIN_SPLIT = 4  # below this many dev questions, confirmation reuses the search questions
 MIN_ALIKE_QUESTIONS = 12  # same correctness on every question: evidence of "no better" only this far
 
@@ -89,8 +90,8 @@ def _paired(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
     return mean, math.sqrt(var / n)
 
 
-def race(scores: Sequence[float], cost: float, leader: Reference | None, cheaper: Reference | None
-         ) -> dict[str, Any] | None:
+def race(scores: Sequence[float], cost: float, leader: Reference | None, cheaper: Reference | None,
+         *, patient: bool = False) -> dict[str, Any] | None:
     """Why a running candidate should stop now (None: keep going).
 
     `leader` is the best finished candidate, `cheaper` the best finished one that costs
@@ -98,7 +99,7 @@ def race(scores: Sequence[float], cost: float, leader: Reference | None, cheaper
     questions in the same order, so the first len(scores) of theirs pair with ours.
     """
     n = len(scores)
-    if n < MIN_RACE_QUESTIONS:
+    if n < (MIN_PATIENT_QUESTIONS if patient else MIN_RACE_QUESTIONS):
         return None
     if leader is not None and len(leader.scores) >= n:
         mean, se = _paired(scores, leader.scores[:n])
@@ -106,8 +107,12 @@ def race(scores: Sequence[float], cost: float, leader: Reference | None, cheaper
             return {"rule": "worse", "ref": leader.number, "n": n, "diff": round(mean, 6)}
     if cheaper is not None and cost > cheaper.cost + 1e-9 and len(cheaper.scores) >= n:
         mean, se = _paired(scores, cheaper.scores[:n])
-        # behind, or right and wrong on exactly the same questions for long enough to mean it
-        if mean + Z_KEEP * se < 0 or (mean == 0 and se == 0 and n >= MIN_ALIKE_QUESTIONS):
+        # behind, or right and wrong on exactly the same questions for long enough to mean it;
+        # `patient`: only when significantly behind (its extra calls may still buy accuracy)
+        if patient:
+            if mean + Z_DROP * se < 0 and se > 0:
+                return {"rule": "costlier", "ref": cheaper.number, "n": n, "diff": round(mean, 6)}
+        elif mean + Z_KEEP * se < 0 or (mean == 0 and se == 0 and n >= MIN_ALIKE_QUESTIONS):
             return {"rule": "costlier", "ref": cheaper.number, "n": n, "diff": round(mean, 6)}
     return None
 
@@ -256,13 +261,16 @@ def comparison(chosen: Candidate, other: Candidate, label: str, seed: int) -> di
                     f"{100 * diff.high:+.1f}, McNemar {format_p(p)}, n={len(a)})"}
 
 
-def summary(choice: Choice, label: dict[int, str], seed: int, split: DevSplit) -> dict[str, Any]:
+def summary(choice: Choice, label: dict[int, str], seed: int, split: DevSplit, pooled: bool = False) -> dict[str, Any]:
     """The `selection` block of compile_info, and the `dev` estimate of the chosen program."""
     c = choice.chosen
     ci = accuracy_ci(c.correct(), seed=seed)
+    rule = rule_text(choice.rule, choice.alpha)
     out: dict[str, Any] = {
         **split.to_dict(),
-        "rule": rule_text(choice.rule, choice.alpha),
+        "compared_on": "pooled" if pooled else "confirmation",
+        "rule": rule.replace("the confirmation questions", "all dev questions (search + confirmation)") if pooled
+        else rule,
         "chosen": {"trial": label[c.number], "score": _r(c.mean), "n": len(c.scores),
                    "ci95": [_r(ci.low), _r(ci.high)], "calls_per_question": _r(c.cost)},
         "best_on_confirmation": label[choice.best.number],
@@ -302,7 +310,8 @@ def _calls(x: float) -> str:
 def verdict(sel: dict[str, Any], choice: Choice) -> str:
     ch = sel["chosen"]
     parts = [f"selection: trial {ch['trial']} ({_calls(ch['calls_per_question'])}) scored {ch['score']:.3f} "
-             f"on {ch['n']} confirmation questions (95% CI {ch['ci95'][0]:.3f}-{ch['ci95'][1]:.3f})"]
+             f"on {ch['n']} {'dev' if sel.get('compared_on') == 'pooled' else 'confirmation'} questions "
+             f"(95% CI {ch['ci95'][0]:.3f}-{ch['ci95'][1]:.3f})"]
     same = choice.runner_up is not None and choice.runner_up is choice.baseline
     if choice.baseline is None:
         parts.append("the cheapest configuration was not confirmed")

@@ -138,6 +138,19 @@ def simplest_choice(p: Param) -> Any:
     return min(numbers) if numbers else p.choices[0]
 
 
+def declared_params(root: Module, space: list[Param]) -> dict[str, Any]:
+    """The configuration the program was declared with (Medprompt: kNN k=5, CoT, 5
+    shuffles): the user's own best guess, so the search measures it early."""
+    modules = dict(root.walk())
+
+    def declared(p: Param) -> Any:
+        m = modules[p.path]
+        same = m.configure({}).to_config()
+        return next((c for c in p.choices if m.configure({p.name: c}).to_config() == same), simplest_choice(p))
+
+    return active_params(root, space, declared)
+
+
 def baseline_params(root: Module, space: list[Param]) -> dict[str, Any]:
     """The cheapest, simplest configuration: every choice at its simplest. For Medprompt
     that is zero-shot with a direct answer and one call a question."""

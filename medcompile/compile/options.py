@@ -1,0 +1,38 @@
+"""The compile's settings: what `optimize(**options)` and `medcompile optimize` accept.
+
+Every field that can change the compiled program is part of the study's identity
+(`Compiler.identity`), so a changed setting never resumes another compile's search.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .selection import DEFAULT_RULE, DEFAULT_SELECT_ALPHA
+
+
+@dataclass
+class CompileOptions:
+    budget: int = 500
+    seed: int = 0
+    max_trials: int = 24  # configurations tried; repeats of tried ones take no slot
+    minibatch: int = 4  # search questions between racing decisions
+    confirm_fraction: float = 0.4  # share of dev questions held out to confirm the finalists on
+    confirm_top: int = 3  # finalists confirmed besides the cheapest configuration
+    select_rule: str = DEFAULT_RULE  # how the finalists are chosen among (see `selection.choose`)
+    select_alpha: float = DEFAULT_SELECT_ALPHA  # the choice's risk level: the price of extra calls
+    select_on: str = "confirmation"  # finalists compared on "confirmation" questions only, or "pooled" (all dev)
+    try_declared: bool = False  # trial 1 is the program as declared (the user's own best guess)
+    screen: bool = False  # after the baseline: one change at a time, then the helpful ones combined
+    scale_last: bool = False  # search at one call a question, then try the leader at its declared sizes
+    patient_racing: bool = False  # a costlier candidate is stopped only when significantly worse
+    reserve_finalists: bool = False  # the search keeps room to confirm every finalist, not only the leader
+    n_instructions: int = 3
+    max_rationales: int | None = None
+    objective: str = "accuracy"  # or "pareto": accuracy vs calls per question
+    concurrency: int = 1
+    storage: str | None = None
+    study_name: str | None = None
+    worker: bool = False
+    embedder: str | dict | None = None
+    quiet: bool = False
+    worker_wait_s: float = 600.0
