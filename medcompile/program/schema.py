@@ -154,7 +154,7 @@ class IndexSpec(_Strict):
     dim: int = Field(ge=1, le=1 << 16)
     nlist: int | None = Field(default=None, ge=1, le=1 << 20)
     nprobe: int | None = Field(default=None, ge=1, le=1 << 20)
-    codes: Literal["f32", "fp16"] | None = None  # IVF list storage; absent: f32 (files before fp16)
+    codes: Literal["f32", "fp16", "pq4"] | None = None  # IVF list storage; absent: f32 (older files)
     hnsw_m: int | None = Field(default=None, ge=2, le=512)
     ef_construction: int | None = Field(default=None, ge=1, le=1 << 16)
     ef_search: int | None = Field(default=None, ge=1, le=1 << 16)

@@ -191,13 +191,14 @@ def test_auto_index_above_the_threshold_is_ivf_tuned_to_the_target_recall() -> N
     assert "recall_at_5" not in KNNIndex(bank).settings()  # exact: nothing to measure
 
 
-def test_fp16_lists_reranked_exactly_give_the_exact_answer_when_every_list_is_probed() -> None:
+@pytest.mark.parametrize("codes", ["fp16", "pq4"])
+def test_compact_lists_reranked_exactly_give_the_exact_answer_when_every_list_is_probed(codes: str) -> None:
     rng = np.random.default_rng(10)
-    # Small integers are exact in float16 and give many equal scores: the rerank must keep id order.
+    # Small integers give many equal scores: the exact rerank must keep id order.
     bank = rng.integers(-2, 3, size=(1200, 8)).astype(np.float32)
     queries = rng.integers(-2, 3, size=(30, 8)).astype(np.float32)
-    full = KNNIndex(bank, kind="ivf", nlist=16, nprobe=16)
-    assert full.codes == "fp16" and full.settings()["codes"] == "fp16"
+    full = KNNIndex(bank, kind="ivf", nlist=16, nprobe=16, codes=codes)  # type: ignore[arg-type]
+    assert full.codes == codes and full.settings()["codes"] == codes
     excl = [{i, i + 1} for i in range(30)]
     assert full.search(queries, 12, exclude=excl) == reference(bank, queries, 12, excl)
     ids, scores = full.search_with_scores(queries, 12)
@@ -227,3 +228,13 @@ def test_recall_is_measured_on_bank_rows_and_on_row_midpoints_and_tuned_until_bo
     assert measured == pytest.approx(s["recall_at_5_midpoints"], abs=1e-4)
     with pytest.raises(KNNError, match="unknown IVF codes"):
         KNNIndex(bank, kind="ivf", codes="sq4")  # type: ignore[arg-type]
+    with pytest.raises(KNNError, match="even dim"):
+        KNNIndex(bank[:, :31], kind="ivf", codes="pq4")
+
+
+def test_ivf_codes_default_to_pq4_for_even_dims_and_fp16_otherwise() -> None:
+    rng = np.random.default_rng(12)
+    assert KNNIndex(unit_rows(rng, 600, 16), kind="ivf").codes == "pq4"
+    assert KNNIndex(unit_rows(rng, 600, 15), kind="ivf").codes == "fp16"  # pq4 pairs dims
+    assert KNNIndex(unit_rows(rng, 100, 16), kind="ivf").codes == "fp16"  # too few rows to train pq4
+    assert KNNIndex(unit_rows(rng, 100, 16)).codes == "f32" and "codes" not in KNNIndex(unit_rows(rng, 100, 16)).settings()

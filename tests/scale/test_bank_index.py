@@ -68,13 +68,13 @@ def test_large_bank_gets_an_approximate_index_with_recorded_recall(monkeypatch: 
     bank = Bank(ex, {"kind": "wordllama", "model": "l2_supercat", "dim": 64, "normalize": True}, vecs, resolved=True)
     d = bank.to_config()
     info = d["index"]
-    assert info["kind"] == "ivf" and info["n"] == 600 and info["recall_sample"] == 200 and info["codes"] == "fp16"
+    assert info["kind"] == "ivf" and info["n"] == 600 and info["recall_sample"] == 200 and info["codes"] == "pq4"
     assert info["recall_at_5"] >= 0.99 and info["recall_at_5_midpoints"] >= 0.99 and bank.index_settings() == info
     loaded = Bank.from_config(json.loads(json.dumps(d)))
     assert loaded.to_config() == d  # recorded, not re-measured: byte-stable
-    assert loaded._index_params() == {"nlist": info["nlist"], "nprobe": info["nprobe"], "codes": "fp16"}  # noqa: SLF001
+    assert loaded._index_params() == {"nlist": info["nlist"], "nprobe": info["nprobe"], "codes": "pq4"}  # noqa: SLF001
     loaded.embeddings()  # builds the index from the record
-    assert loaded._index.codes == "fp16" and loaded._index.nprobe == info["nprobe"]  # noqa: SLF001
+    assert loaded._index.codes == "pq4" and loaded._index.nprobe == info["nprobe"]  # noqa: SLF001
 
 
 def test_an_ivf_recorded_before_fp16_lists_is_rebuilt_with_float32_lists(monkeypatch: pytest.MonkeyPatch) -> None:
