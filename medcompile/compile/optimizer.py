@@ -41,7 +41,7 @@ from .confirm import Confirmation, run_confirmation, search_leader, stored_usage
 from .ledger import measured_cost, scored, trial_params
 from .ledger import spent as search_spent
 from .search import configure, run_search
-from .options import CompileOptions
+from .options import CompileOptions, default_rationales
 from .selection import RULES, DevSplit, candidate_rows, choose, split_dev, summary
 from .space import BankChoice, Param, collect_space
 from .trial import Metric, accuracy_metric
@@ -204,7 +204,7 @@ class Compiler:
         rationales: dict[str, str] = {}
         stats = {"attempted": 0, "kept": 0, "abstained": 0}
         if wants_cot and self.train:
-            cap = o.max_rationales if o.max_rationales is not None else max(1, int(o.budget * 0.3))
+            cap = o.max_rationales if o.max_rationales is not None else default_rationales(o.budget)
             pool = _seeded_order(self.train, o.seed)[: min(cap, len(self.train), o.budget)]
             with progress_bar("self-generated CoT", len(pool), quiet=o.quiet) as bar:
                 kept, st = generate_rationales(pool, self.lm, sig, self.declared.templates,

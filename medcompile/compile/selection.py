@@ -12,7 +12,11 @@ never picks on a point estimate alone:
    than a cheaper candidate it is not ahead of: its calls go where they can still
    separate candidates.
 3. `choose`: the top candidates and the cheapest configuration are scored on the
-   confirmation questions (paired). Two rules, both with an explicit risk level alpha:
+   confirmation questions (paired) and, by default, compared on all their dev
+   questions (search + confirmation, `select_on="pooled"`: the held-out questions add
+   evidence the search's winner did not pick, the search questions add power). Two
+   rules, both with an explicit risk level alpha (default: "ahead" at alpha 0.2,
+   chosen on random simulated profiles, `benchmarks/results/selection_design.md`):
    - "not_worse": among those not significantly worse than the best there (exact
      two-sided McNemar at alpha), the one with the fewest calls per question wins;
    - "ahead" (cost-aware): start from the cheapest; walk up in cost, and move to a
@@ -39,8 +43,8 @@ from ..question import Question
 
 ALPHA = 0.05  # reporting tests (significantly better/worse than); the choice uses its own alpha
 RULES = ("not_worse", "ahead")
-DEFAULT_RULE = "not_worse"
-DEFAULT_SELECT_ALPHA = 0.05
+DEFAULT_RULE = "ahead"  # measured on random simulated profiles: benchmarks/results/selection_design.md
+DEFAULT_SELECT_ALPHA = 0.2
 POWER = 0.8
 Z_DROP = 1.645  # one-sided 95%: "significantly worse" while racing
 Z_KEEP = 1.0  # a costlier candidate stops once it is more than one standard error behind a cheaper one
@@ -107,12 +111,10 @@ def race(scores: Sequence[float], cost: float, leader: Reference | None, cheaper
             return {"rule": "worse", "ref": leader.number, "n": n, "diff": round(mean, 6)}
     if cheaper is not None and cost > cheaper.cost + 1e-9 and len(cheaper.scores) >= n:
         mean, se = _paired(scores, cheaper.scores[:n])
-        # behind, or right and wrong on exactly the same questions for long enough to mean it;
-        # `patient`: only when significantly behind (its extra calls may still buy accuracy)
-        if patient:
-            if mean + Z_DROP * se < 0 and se > 0:
-                return {"rule": "costlier", "ref": cheaper.number, "n": n, "diff": round(mean, 6)}
-        elif mean + Z_KEEP * se < 0 or (mean == 0 and se == 0 and n >= MIN_ALIKE_QUESTIONS):
+        # behind (`patient`: significantly, as its extra calls may still buy accuracy), or right and
+        # wrong on exactly the same questions for long enough to mean it
+        alike = mean == 0 and se == 0 and n >= MIN_ALIKE_QUESTIONS
+        if alike or mean + (Z_DROP if patient else Z_KEEP) * se < 0:
             return {"rule": "costlier", "ref": cheaper.number, "n": n, "diff": round(mean, 6)}
     return None
 
@@ -282,7 +284,7 @@ def summary(choice: Choice, label: dict[int, str], seed: int, split: DevSplit, p
     if choice.runner_up is not None:
         out["vs_runner_up"] = comparison(c, choice.runner_up, label[choice.runner_up.number], seed)
         out["questions_to_separate"] = questions_to_separate(c.correct(), choice.runner_up.correct())
-    if choice.rule != DEFAULT_RULE:
+    if choice.rule == "ahead":
         out["steps"] = [{**st, "costlier": label[st["costlier"]], "current": label[st["current"]]}
                         for st in choice.steps]
     out["verdict"] = verdict(out, choice)

@@ -9,29 +9,31 @@ candidates in float64, and sorts by (score desc, id asc).
 
 Size decides the index (`kind="auto"`): an exact flat scan below `AUTO_THRESHOLD` rows
 (0.2 ms a query at 10k, but 3-4 ms at 100k on one core), IVF above it. A single-query scan of
-the probed lists is bound by memory traffic, so the lists hold compact codes and only the
-candidates they yield are rescored exactly in float32 (`_exact_top`), so hits, scores and ties
-are those of the float vectors: `codes="pq4"` (the default for even dims) is 4-bit product
-quantisation with two dims per code, scanned by faiss's SIMD FastScan kernels (64 bytes a
-256-d row), with the best `_RERANK["pq4"]` x kk candidates rescored; "fp16" (odd dims, or
-fewer than 256 rows) stores
-float16 rows and rescores 2 x kk. On 100k WordLlama-like rows at nprobe 144, one query took
-0.22 ms CPU with pq4, 0.37 ms with fp16 and 0.86 ms with float32 lists, at equal recall on the
-benchmark's queries. Files that recorded an IVF without `codes` keep float32 lists
-(`codes="f32"`), as they were built.
+the probed lists is bound by memory traffic, so the lists hold compact codes, and the
+candidates they yield are rescored exactly in float32 (`_exact_top`) before the float64 ranking
+above: hits, scores and ties are those of the float vectors. `codes="pq4"` (the default for
+even dims) is 4-bit product quantisation with two dims a code, scanned by faiss's SIMD
+FastScan kernels (64 bytes a 256-d row), with the best `_RERANK["pq4"]` x kk candidates
+rescored; "fp16" (odd dims, or fewer than 256 rows) stores float16 rows and rescores 2 x kk.
+On 100k WordLlama-like rows at nprobe 144, one query took 0.22 ms CPU with pq4, 0.37 ms with
+fp16 and 0.86 ms with float32 lists, with the same recall on bench_overhead.py's queries.
+Files that recorded an IVF without `codes` keep float32 lists (`codes="f32"`), as built.
 
 An approximate index is only as good as its recall, so it is measured when the index is
-built: recall@5 against the exact search on two seeded query sets that are not bank rows as
-such: `recall_sample` bank rows used leave-one-out (in-distribution questions), and as many
-midpoints of two random bank rows (normalised sums: queries that sit between the data, with
-flat neighbourhoods, as new questions phrased unlike any exemplar do). Bank rows alone
-under-estimate the width new questions need: tuned to 0.99 on them, bench_overhead.py's
-100k queries got 0.973, while the midpoints were harder than those queries at every width.
-The search width (IVF's nprobe, HNSW's efSearch) doubles until both reach `target_recall`
-(0.99), then is bisected back to the narrowest width (within 1/8) that still does. Both
-recalls are part of `settings()`, which a program file keeps.
-IVF rather than HNSW: on 100k WordLlama-like vectors it trained in ~10 s single-threaded
-and searched faster at equal recall, where HNSW (M=32, efConstruction=128) took 66 s to build.
+built: recall@5 against the exact search (same tie rule) on two seeded query sets, neither
+of which the index can answer by finding the query itself: `recall_sample` bank rows, each
+excluding itself (questions like the bank's), and as many normalised midpoints of two random
+bank rows (queries between the data, with flat neighbourhoods, like questions phrased unlike
+any exemplar). Bank rows alone under-estimate the width new questions need: tuned to 0.99 on
+them, bench_overhead.py's 100k queries got 0.973. At the default nlist (4 sqrt(n), 1264 at
+100k) the midpoints were as hard as those queries or harder at every nprobe from 48 up; at
+nlist 2528 they were not (tuned on them, the queries got 0.964), which is one reason nlist
+stays. The search width (IVF's nprobe, HNSW's efSearch) doubles until both sets reach
+`target_recall` (0.99), then is bisected back to the narrowest width (within 1/8) that still
+does. Both recalls are part of `settings()`, which a program file keeps.
+IVF rather than HNSW: at 100k, HNSW (M=32, efConstruction=128) took 66 s CPU to build
+single-threaded (IVF-pq4: 12 s) and needed efSearch 128 and ~0.5 ms a query for the recall
+IVF-pq4 reaches in ~0.25 ms.
 """
 from __future__ import annotations
 

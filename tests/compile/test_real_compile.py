@@ -29,8 +29,8 @@ def test_medprompt_compiles_on_local_model_reproducibly(tmp_path):
     assert r1.returncode == 0, r1.stderr
     prog = json.loads((tmp_path / "a" / "mp.json").read_text())
     info = prog["compile"]
-    assert info["budget"]["spent_calls"] <= 60 and info["dev"]["n"] == 2  # 4 dev: 2 searched, 2 held out
-    assert info["selection"]["search_questions"] == 2 and info["dev"]["questions"] == "confirmation"
+    assert info["budget"]["spent_calls"] <= 60 and info["dev"]["n"] == 4  # 4 dev: 2 searched, 2 held out, compared on all 4
+    assert info["selection"]["search_questions"] == 2 and info["dev"]["questions"] == "search+confirmation"
     assert prog["lm"]["model"].startswith("local/gemma3-270m") and prog["lm"]["mode"] == "text"
     assert info["rationales"]["attempted"] == 3
     report = json.loads((tmp_path / "a" / "mp.report.json").read_text())

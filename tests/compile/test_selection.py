@@ -78,7 +78,9 @@ def test_cost_aware_rule_buys_extra_calls_only_at_its_confidence():
     same = [cand(0, base, 1.0, baseline=True), cand(1, base, 5.0)]
     assert choose(same, rule="ahead", alpha=0.5).chosen.number == 0  # equal on every question: the cheaper
     # the risk level is the option's: not_worse at alpha 0.5 drops the cheapest (p 0.125 vs the best), at 0.05 keeps it
-    assert choose(cands, alpha=0.5).chosen.number == 2 and choose(cands, alpha=0.05).chosen.number == 0
+    assert choose(cands, rule="not_worse", alpha=0.5).chosen.number == 2
+    assert choose(cands, rule="not_worse", alpha=0.05).chosen.number == 0
+    assert choose(cands).rule == "ahead" and choose(cands).alpha == 0.2  # the defaults, chosen on random profiles
     with pytest.raises(ValueError, match="rule"):
         choose(cands, rule="fastest")
 
@@ -144,8 +146,10 @@ def test_equal_quality_gives_the_cheaper_configuration_and_the_report_says_so(wo
     assert prog.calls_per_question() == 1 and info["calls_per_question"] == 1
     sel, dev = info["selection"], info["dev"]
     assert sel["search_questions"] + sel["confirmation_questions"] == 40 and sel["confirmation_questions"] == 16
-    assert dev["questions"] == "confirmation" and dev["n"] == 16 and dev["ci95"][0] <= dev["score"] <= dev["ci95"][1]
-    assert sel["chosen"] == {"trial": str(info["chosen_trial"]), "score": dev["score"], "n": 16, "ci95": dev["ci95"],
+    # compared on all 40 (search + confirmation, paired): the default `select_on="pooled"`
+    assert dev["questions"] == "search+confirmation" and dev["n"] == 40 and dev["ci95"][0] <= dev["score"] <= dev["ci95"][1]
+    assert sel["compared_on"] == "pooled"
+    assert sel["chosen"] == {"trial": str(info["chosen_trial"]), "score": dev["score"], "n": 40, "ci95": dev["ci95"],
                              "calls_per_question": 1.0}
     # every candidate answered alike: nothing is significant, and no sample size would separate them
     if sel["vs_runner_up"] is not None:
@@ -159,7 +163,7 @@ def test_equal_quality_gives_the_cheaper_configuration_and_the_report_says_so(wo
     assert all("members.0.inner.demos.strategy" not in t["params"]
                for t in report["trials"] if t["params"].get("members.0.inner.demos.k") == 0)
     err = capfd.readouterr().err
-    assert re.search(r"selection: trial \d+ \(1 call/question\) scored [0-9.]+ on 16 confirmation questions", err)
+    assert re.search(r"selection: trial \d+ \(1 call/question\) scored [0-9.]+ on 40 dev questions", err)
     md = (work / "eq.report.md").read_text()
     assert "## Selection" in md and sel["verdict"] in md
 
@@ -188,8 +192,9 @@ def _trials(prog) -> list[dict]:
 
 def test_repeated_proposals_take_no_trial_slot(work, capfd):
     lm = wrap_lm(biased_lm(), cache=False)
+    # screen=False: the systematic screen would enumerate this small space without any repeat
     everything = optimize(small_program(), ALL[:20], ALL[20:40], lm=lm, budget=2000, seed=0, max_trials=20,
-                          minibatch=4, n_instructions=0, out=work / "all.json")
+                          minibatch=4, n_instructions=0, out=work / "all.json", screen=False)
     rows = _trials(everything)
     tried = [t for t in rows if "same as trial" not in t["note"]]
     assert len(tried) == 6 and len({json.dumps(t["params"], sort_keys=True) for t in tried}) == 6

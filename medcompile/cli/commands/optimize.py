@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="risk level of that choice, the price of extra calls (default: the library's)")
     p.add_argument("--instructions", type=positive_int, default=3, help="instruction proposals to ask the model for")
     p.add_argument("--rationales", type=positive_int, default=None, metavar="N",
-                   help="bank questions to generate CoT rationales for (default: up to 30%% of the budget)")
+                   help="bank questions to generate CoT rationales for (default: a tenth of the budget, at least 40 within 30%% of it)")
     p.add_argument("--objective", choices=["accuracy", "pareto"], default="accuracy",
                    help="'pareto': accuracy vs calls per question, front saved in the report")
     p.add_argument("--embedder", default=None,
