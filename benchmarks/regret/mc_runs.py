@@ -25,7 +25,6 @@ _FAST_TMP = "/dev/shm" if Path("/dev/shm").is_dir() else None
 
 #: `optimize` defaults the random search mirrors (trial cap, rationale share, instructions).
 DEFAULT_TRIALS = 24
-RATIONALE_SHARE = 0.3
 N_INSTRUCTIONS = 3
 
 
@@ -121,7 +120,7 @@ def _prep(cell: Cell, root_prog: Program, lm: Any, budget: int, seed: int, n_rat
 # ---- uniform random search over the same space ------------------------------------------------------
 def run_random_search(cell: Cell, comparison: str, budget: int, seed: int, *, dev_policy: str = "budget",
                       mode: str = "text", max_trials: int = DEFAULT_TRIALS) -> Outcome:
-    """Same preparation and dev scoring as `optimize` (rationales on 30% of the budget, 3
+    """Same preparation and dev scoring as `optimize` (rationales as `default_rationales(budget)`, 3
     proposed instructions, `evaluate_candidate`), but configurations drawn uniformly at
     random and the best mean dev score kept (ties: fewer calls, then earlier)."""
     from medcompile.compile.space import apply, canonical, collect_space
@@ -135,8 +134,9 @@ def run_random_search(cell: Cell, comparison: str, budget: int, seed: int, *, de
     decl = declared(comparison)
     out = Outcome()
     try:
-        banks, instructions, info = _prep(cell, decl, lm, budget, seed, max(1, int(budget * RATIONALE_SHARE)),
-                                          N_INSTRUCTIONS)
+        from medcompile.compile.options import default_rationales
+
+        banks, instructions, info = _prep(cell, decl, lm, budget, seed, default_rationales(budget), N_INSTRUCTIONS)
         space = collect_space(decl.root, tuple(instructions))
         rng = random.Random(seed)
         seen: set[str] = set()
