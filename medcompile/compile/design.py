@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 
 from ..modules.base import Module
 from ..progress import log
-from .ledger import finished_in_order, is_repeat, leader, mean, raw_value, scored, trial_params
+from .ledger import is_repeat, leader, mean, raw_value, scored, trial_params
 from .space import BankChoice, Param, active_params, simplest_choice
 
 SCALED_ATTR = "scaled_from"  # user attr of the trial that scales a leader up
@@ -108,19 +108,16 @@ def combination(root: Module, space: list[Param], base: dict[str, Any], screened
     return active_params(root, space, lambda q: merged.get(q.key, simplest_choice(q)))
 
 
-def combine_screened(study: optuna.Study, root: Module, space: list[Param], base: dict[str, Any]) -> dict[str, Any] | None:
-    """The screened changes that were ahead of the baseline, together (see `design`)."""
-    until = int(study.user_attrs.get("openings_until", 0))
-    done = [t for t in finished_in_order(study) if "scores" in t.user_attrs and not is_repeat(t)]
-    if not done:
+def combine_screened(done: list[optuna.trial.FrozenTrial], root: Module, space: list[Param], base: dict[str, Any],
+                     base_key: str, plan_keys: set[str]) -> dict[str, Any] | None:
+    """The screened changes that were ahead of the baseline, together (see the module note):
+    read from the finished trials of the baseline and the openings, whatever their order."""
+    scored_ = [t for t in done if t.user_attrs.get("scores") and not is_repeat(t)]
+    ref = next((t.user_attrs["scores"] for t in scored_ if t.user_attrs.get("canonical") == base_key), None)
+    if ref is None:
         return None
-    ref = done[0].user_attrs["scores"]
-    screened = []
-    for t in done[1:]:
-        if t.number > until or not t.user_attrs["scores"]:
-            continue
-        mine = t.user_attrs["scores"]
-        screened.append((trial_params(t, space), mean(mine) - mean(list(ref[:len(mine)]))))
+    screened = [(trial_params(t, space), mean(t.user_attrs["scores"]) - mean(list(ref[:len(t.user_attrs["scores"])])))
+                for t in scored_ if t.user_attrs.get("canonical") in plan_keys]
     return combination(root, space, base, screened)
 
 
@@ -133,8 +130,11 @@ def set_aside(study: optuna.Study, trial: optuna.Trial, why: str) -> None:
 
 
 def scale_leader(study: optuna.Study, root: Module, space: list[Param], ckeys: set[str], declared: dict[str, Any],
-                  n_search: int, quiet: bool) -> bool:
-    """Queue the search leader at its declared sizes (once); False when there is nothing to scale."""
+                 n_search: int, banks: BankChoice, opts: Any) -> bool:
+    """Queue the search leader at its declared sizes (once; the search re-queues it if a kill
+    cuts it short); False when there is nothing to scale."""
+    from .search import config_key, configure  # noqa: PLC0415 - search imports this module
+
     study.set_user_attr(SCALED_ATTR, -1)
     top = leader(scored(study, n_search))
     if top is None:
@@ -143,10 +143,12 @@ def scale_leader(study: optuna.Study, root: Module, space: list[Param], ckeys: s
     sized = with_sizes(root, space, params, declared, ckeys)
     if sized == params:
         return False
-    study.set_user_attr(SCALED_ATTR, top.number)
+    key = config_key(configure(root, sized, banks, opts.seed))
+    study.set_user_attr(SCALED_ATTR, {"trial": top.number, "key": key,
+                                      "params": {k: raw_value(space, k, v) for k, v in sized.items()}})
     study.enqueue_trial({k: raw_value(space, k, v) for k, v in sized.items()})
     log(f"scale last: trial {top.number}, the leader at the cheapest sizes, is tried at the declared sizes",
-        quiet=quiet)
+        quiet=opts.quiet)
     return True
 
 

@@ -67,6 +67,11 @@ def run_search(c: "Compiler", study: optuna.Study, space: list[Param], banks: Ba
     cost_of = lambda ps: configure(root, ps, banks, o.seed).calls_per_question()  # noqa: E731
     multipliers = cost_keys(root, space, base, cost_of) if (o.scale_last or o.screen) and not multi else set()
     ckeys = multipliers if o.scale_last else set()
+    # Queued one at a time and found again from the study's finished trials, so a compile killed
+    # mid-opening redoes the same opening next (the same program as an uninterrupted compile).
+    plan = [(ps, config_key(configure(root, ps, banks, o.seed)))
+            for ps in openings(root, space, base, declared, o.try_declared, o.screen, multipliers)]
+    plan_keys = {k for _, k in plan}
     with progress_bar("search", o.max_trials, quiet=o.quiet) as bar:
         bar.advance(None, n=min(sum(map(takes_slot, finished_in_order(study))), o.max_trials))
         while True:
@@ -76,7 +81,7 @@ def run_search(c: "Compiler", study: optuna.Study, space: list[Param], banks: Ba
             used = prep["calls"] + spent(study)
             cheap_phase = bool(ckeys) and SCALED_ATTR not in study.user_attrs
             if slots >= o.max_trials - int(cheap_phase):
-                if cheap_phase and scale_leader(study, root, space, ckeys, declared, len(search_qs), o.quiet):
+                if cheap_phase and scale_leader(study, root, space, ckeys, declared, len(search_qs), banks, o):
                     continue
                 break
             if size is not None and len(tried) >= size:
@@ -94,19 +99,18 @@ def run_search(c: "Compiler", study: optuna.Study, space: list[Param], banks: Ba
             if not done and not waiting:
                 # The first trial is the cheapest configuration: the baseline every other must beat.
                 study.enqueue_trial({k: raw_value(space, k, v) for k, v in base.items()})
-            elif len(done) == 1 and not waiting and not study.user_attrs.get("opened"):
-                # Then the openings: the program as declared (the user's own guess) and each
-                # candidate instruction on the baseline (the cheapest test of an instruction).
-                study.set_user_attr("opened", True)
-                for ps in openings(root, space, base, declared, o.try_declared, o.screen, multipliers):
-                    study.enqueue_trial({k: raw_value(space, k, v) for k, v in ps.items()})
-                queued = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-                study.set_user_attr("openings_until", max((t.number for t in queued), default=0))
-            elif o.screen and not waiting and study.user_attrs.get("opened") and not study.user_attrs.get("combined"):
-                study.set_user_attr("combined", True)
-                combo = combine_screened(study, root, space, base)
-                if combo is not None:
-                    study.enqueue_trial({k: raw_value(space, k, v) for k, v in combo.items()})
+            elif not waiting:
+                # Then the openings (the program as declared; the screen's one-change trials), then
+                # the screen's combination, then a scaled leader that a kill cut short.
+                seen = {t.user_attrs.get("canonical") for t in done}
+                nxt = next((ps for ps, k in plan if k not in seen), None)
+                if nxt is None and o.screen:
+                    nxt = combine_screened(done, root, space, base, base_key, plan_keys)
+                    nxt = None if nxt is None or config_key(configure(root, nxt, banks, o.seed)) in seen else nxt
+                if nxt is not None:
+                    study.enqueue_trial({k: raw_value(space, k, v) for k, v in nxt.items()})
+                elif isinstance(scaled := study.user_attrs.get(SCALED_ATTR), dict) and scaled["key"] not in seen:
+                    study.enqueue_trial(scaled["params"])  # stored as optuna values already
             trial = study.ask()
             params = active_params(root, space, lambda p: p.value(trial.suggest_categorical(p.key, p.optuna_choices())))
             candidate = configure(root, params, banks, o.seed)
@@ -144,14 +148,14 @@ def run_search(c: "Compiler", study: optuna.Study, space: list[Param], banks: Ba
                 return int(len(search_qs) * cost), int(n_confirm * sum(confirm.values()))
 
             est, keep = need(cpq)
-            if cheap_phase and top is not None and trial.number > study.user_attrs.get("openings_until", 0):
+            if cheap_phase and top is not None and key not in plan_keys:
                 sized = with_sizes(root, space, trial_params(top, space), declared, ckeys)
                 sized_cost = cost_of(sized)
                 room = sum(need(sized_cost, config_key(configure(root, sized, banks, o.seed))))
                 if used + est + keep + room > o.budget:
                     set_aside(study, trial, f"the budget left ({o.budget - used} calls) is kept for the "
                                              "leader at its declared sizes")
-                    if scale_leader(study, root, space, ckeys, declared, len(search_qs), o.quiet):
+                    if scale_leader(study, root, space, ckeys, declared, len(search_qs), banks, o):
                         continue
                     break
             if used + est + keep > o.budget:
