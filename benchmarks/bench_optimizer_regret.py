@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, save_json  # noqa: E402
+from _common import RESULTS  # noqa: E402
 
 from regret import report  # noqa: E402
 from regret.world import COMPARISONS, Cell, load_splits, profile_name, resolve_profiles  # noqa: E402
@@ -288,12 +288,33 @@ def main(argv: list[str] | None = None) -> int:
             "elapsed_s_this_invocation": round(time.monotonic() - t0, 1),
             "row_fields": list(KEY) + ["test_accuracy", "oracle_accuracy", "regret", "calls_per_question",
                                        "compile_calls"]}
-    save_json(args.json_path.name, {"meta": meta, "rows": rows}) if args.json_path.parent == RESULTS else \
-        _save(args.json_path, {"meta": meta, "rows": rows})
+    _save_rows(args.json_path, meta, rows)
     report.write(rows, meta, args.json_path.with_suffix(".md"), args.json_path.with_suffix(".png"))
     log(f"{len(rows)} rows -> {args.json_path}, {args.json_path.with_suffix('.md').name}, "
         f"{args.json_path.with_suffix('.png').name} ({time.monotonic() - t0:.0f}s)")
     return 0
+
+
+def _slim(row: dict[str, Any]) -> dict[str, Any]:
+    """A row for the committed JSON: the selection's verdict, not every candidate (the partial
+    file keeps the full detail)."""
+    det = dict(row.get("detail") or {})
+    sel = det.get("selection")
+    if isinstance(sel, dict):
+        det["selection"] = {k: sel[k] for k in ("verdict",) if k in sel}
+    if isinstance(det.get("instruction"), str) and len(det["instruction"]) > 64:
+        det["instruction"] = det["instruction"][:61] + "..."
+    return {**row, "detail": det}
+
+
+def _save_rows(path: Path, meta: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """One row per line (a few MB of rows stay diffable and under the repository's size limit)."""
+    body = ",\n".join(json.dumps(_slim(r), separators=(",", ":"), default=str) for r in rows)
+    text = '{"meta": ' + json.dumps(meta, indent=1, default=str) + ',\n"rows": [\n' + body + "\n]}\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def machine() -> dict[str, Any]:
@@ -363,12 +384,6 @@ def _for_seed(args: argparse.Namespace, seed: int) -> argparse.Namespace:
     ns = argparse.Namespace(**vars(args))
     ns.budgets = [b for b in args.budgets if seed - args.seed_start < args.seeds_at.get(b, args.seeds)]
     return ns
-
-
-def _save(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

@@ -263,8 +263,11 @@ def plot(rows: Sequence[dict[str, Any]], g: dict[tuple, dict[int, dict[str, Any]
             if j == 0:
                 ax.set_ylabel("regret, accuracy points")
     h, labels = axes[0][0].get_legend_handles_labels()
+    seeds = {b: max(len({r["seed"] for r in rows if r["budget"] == b and r["optimizer"] == o}) for o in opts_all)
+             for b in sorted({r["budget"] for r in rows})}
     fig.legend(h, labels, loc="lower center", ncol=min(9, len(labels)), fontsize=8,
-               title="mean regret over seeds; bars: t 95% CI where >= 3 seeds (budget 400: 10 seeds, 150/1000: 2)")
+               title="mean regret over seeds; bars: t 95% CI where >= 3 seeds (seeds per budget: "
+                     + ", ".join(f"{b}: {n}" for b, n in seeds.items()) + ")")
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(png_path, dpi=100)
     plt.close(fig)
