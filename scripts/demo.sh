@@ -8,8 +8,9 @@ bash scripts/setup.sh
 export LITELLM_LOCAL_MODEL_COST_MAP=True
 OUT=out/demo
 mkdir -p "$OUT"
-# 60 dev questions: 36 to search on (candidates raced, paired, 4 at a time) and 24 held out to
-# confirm the finalists on; the cheapest configuration not significantly worse than the best wins.
+# 60 dev questions: 36 to search on (one change at a time from zero-shot, then optuna; candidates
+# raced, paired, 4 questions at a time) and 24 held out to confirm the finalists on; finalists are
+# compared on all 60, and extra calls per question are bought only when ahead with confidence 0.8.
 medcompile optimize medprompt \
   --train medqa_us4 --train-split bank --train-limit 120 \
   --dev medqa_us4 --dev-split dev --dev-limit 60 \
