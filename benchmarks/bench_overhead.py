@@ -49,320 +49,27 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads: see the module docstring
 
 import argparse
-import cProfile
-import pstats
 import random
 import statistics
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
-from contextlib import contextmanager
+from collections import defaultdict
 from pathlib import Path
-from typing import Any, Callable
-
-import numpy as np
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, RESULTS, machine, md_table, pct, save_json  # noqa: E402
+from _common import RESULTS, machine, pct, save_json  # noqa: E402
 
-from medcompile import Exemplar, Program, Question, Retrieve, SelfCoT, Shuffle, Vote  # noqa: E402
 from medcompile.bank import Bank  # noqa: E402
-from medcompile.lm.base import LMResponse  # noqa: E402
-from medcompile.lm.scripted import ScriptedLM  # noqa: E402
+from overhead.dspy_side import breakdown_dspy, dspy_parts, time_dspy  # noqa: E402
+from overhead.mc_side import breakdown_mc, exact_twin, mc_program, query_recall, scripted_lm, time_mc  # noqa: E402
+from overhead.profiling import profile_mc  # noqa: E402
+from overhead.report import report  # noqa: E402
+from overhead.synthetic import ANSWER_TEXT, WORDS, bank_vectors, synth_bank, synth_question  # noqa: E402
 
-WORDS = ("patient presents fever cough pain chest abdominal acute chronic history examination shows elevated "
-         "serum level blood pressure pulse respiratory rate temperature physician emergency department "
-         "year-old woman man child infant medication therapy diagnosis laboratory findings biopsy renal "
-         "hepatic cardiac pulmonary neurologic infection inflammation lesion mass swelling rash weakness "
-         "fatigue weight loss nausea vomiting diarrhea headache vision hearing glucose sodium potassium").split()
-ANSWER_TEXT = "The findings point to the second option because of the history and the laboratory values.\nAnswer: B"
-DIM = 256
-
-
-def synth_question(rng: random.Random, i: int, prefix: str = "b") -> Question:
-    words = [rng.choice(WORDS) for _ in range(rng.randint(60, 110))]
-    opts = {k: " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 5))).capitalize() for k in "ABCD"}
-    return Question(id=f"{prefix}{i}", question=f"A {rng.randint(2, 90)}-year-old " + " ".join(words) + "?",
-                    options=opts, answer=rng.choice("ABCD"))
-
-
-_REAL: dict[str, np.ndarray] = {}
-BANDWIDTH = 0.9
-
-
-def real_embeddings() -> np.ndarray:
-    """WordLlama embeddings of every question in the bundled datasets (once per run)."""
-    if "v" not in _REAL:
-        from medcompile.data import load_dataset
-        from medcompile.embed import make_embedder
-
-        texts = []
-        for name in ("medqa_us4", "medmcqa", "mmlu_medical", "pubmedqa"):
-            try:
-                texts += [q.question for q in load_dataset(name).questions]
-            except Exception:  # noqa: BLE001 - a dataset missing: use the rest
-                pass
-        _REAL["v"] = make_embedder("wordllama").embed(texts).astype(np.float64) if texts else np.zeros((0, DIM))
-    return _REAL["v"]
-
-
-def bank_vectors(n: int, seed: int = 0) -> tuple[np.ndarray, str]:
-    """n unit vectors around the real embeddings (see the module docstring); random if no data."""
-    real = real_embeddings()
-    rng = np.random.default_rng(seed)
-    if len(real) < 100:
-        v = rng.standard_normal((n, DIM))
-        kind = "random unit vectors (no dataset found)"
-    else:
-        chol = np.linalg.cholesky(np.cov((real - real.mean(0)).T) + 1e-9 * np.eye(real.shape[1]))
-        v = real[rng.integers(0, len(real), n)] + BANDWIDTH * (rng.standard_normal((n, real.shape[1])) @ chol.T)
-        kind = f"around {len(real)} real WordLlama question embeddings (bandwidth {BANDWIDTH})"
-    v /= np.linalg.norm(v, axis=1, keepdims=True)
-    return v.astype(np.float32), kind
-
-
-def synth_bank(n: int, seed: int = 0) -> tuple[list[Exemplar], np.ndarray]:
-    rng = random.Random(seed)
-    ex = [Exemplar(synth_question(rng, i), rationale=" ".join(rng.choice(WORDS) for _ in range(40)))
-          for i in range(n)]
-    return ex, bank_vectors(n, seed)[0]
-
-
-def exact_twin(ex: list[Exemplar], vecs: np.ndarray, emb: Any) -> Bank:
-    """The same bank searched with an exact flat index (what every bank used before)."""
-    from medcompile.embed import KNNIndex
-
-    twin = Bank(ex, emb.settings(), embeddings=vecs)
-    twin._embedder, twin._index = emb, KNNIndex(vecs, kind="flat")  # noqa: SLF001 - benchmark instrumentation
-    return twin
-
-
-def query_recall(bank: Bank, vecs: np.ndarray, queries: list[Question], emb: Any, k: int = 5) -> float:
-    """recall@k of the bank's index on these queries against an exact flat search."""
-    import faiss
-
-    q = np.ascontiguousarray(emb.embed([x.question for x in queries]), dtype=np.float32)
-    exact = faiss.IndexFlatIP(vecs.shape[1])
-    exact.add(vecs)
-    _, truth = exact.search(q, k)
-    got = bank._index.search(q, k)  # noqa: SLF001 - benchmark instrumentation
-    return float(np.mean([len(set(g) & set(t.tolist())) / k for g, t in zip(got, truth)]))
-
-
-def scripted_lm() -> ScriptedLM:
-    resp = LMResponse(text=ANSWER_TEXT, prompt_tokens=0, completion_tokens=0)
-    return ScriptedLM(lambda _r: resp, model="scripted-zero-latency")
-
-
-# ---- timing helpers ------------------------------------------------------------------------------
-class Acc:
-    """Accumulates seconds per named section (single-threaded runs)."""
-
-    def __init__(self) -> None:
-        self.t: dict[str, float] = defaultdict(float)
-        self.n: Counter = Counter()
-
-    def wrap(self, name: str, fn: Callable) -> Callable:
-        def inner(*a: Any, **k: Any) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return fn(*a, **k)
-            finally:
-                self.t[name] += time.perf_counter() - t0
-                self.n[name] += 1
-        return inner
-
-
-@contextmanager
-def patched(obj: Any, attr: str, new: Any):  # noqa: ANN201
-    old = getattr(obj, attr)
-    setattr(obj, attr, new)
-    try:
-        yield
-    finally:
-        setattr(obj, attr, old)
-
-
-# ---- medcompile ------------------------------------------------------------------------------------
-def mc_program(bank: Bank) -> Program:
-    return Program(Vote(Shuffle(SelfCoT(demos=Retrieve(k=5, strategy="knn", bank=bank, tune=False), tune=False),
-                                n=5, tune=False)), name="medprompt-shaped")
-
-
-def forget(bank: Bank) -> None:
-    """Empty Bank's retrieval memo (if this version has one), so that every timed question
-    pays for its own retrieval: the variants below run the same questions in turn."""
-    memo = getattr(bank, "_memo", None)
-    if memo is not None:
-        memo.clear()
-
-
-def time_mc(prog: Program, lm: Any, queries: list[Question], bank: Bank, cpu: list[float] | None = None) -> list[float]:
-    """Wall seconds per question; with `cpu`, also this process's CPU seconds per question (all its
-    threads), which a machine shared with other jobs inflates far less than wall time."""
-    out = []
-    for q in queries:
-        forget(bank)
-        c0, t0 = time.process_time(), time.perf_counter()
-        r = prog.run(q, lm)
-        out.append(time.perf_counter() - t0)
-        if cpu is not None:
-            cpu.append(time.process_time() - c0)
-        assert r.prediction.answer is not None, r.prediction.reason
-    return out
-
-
-def breakdown_mc(prog: Program, bank: Bank, queries: list[Question]) -> dict[str, float]:
-    """Instrumented pass: ms/question per section (the wrappers add a little time)."""
-    import medcompile.embed.index as index_mod
-    import medcompile.modules.predict as predict_mod
-    import medcompile.modules.shuffle as shuffle_mod
-    import medcompile.modules.vote as vote_mod
-    from medcompile.prompts.builder import PromptBuilder
-
-    acc = Acc()
-    lm = scripted_lm()
-    emb = bank._embedder  # noqa: SLF001 - benchmark instrumentation
-    with patched(emb, "embed", acc.wrap("query_embedding", emb.embed)), \
-            patched(index_mod.KNNIndex, "search", acc.wrap("knn_search", index_mod.KNNIndex.search)), \
-            patched(Bank, "nearest", acc.wrap("retrieval_total", Bank.nearest)), \
-            patched(PromptBuilder, "request", acc.wrap("prompt_building", PromptBuilder.request)), \
-            patched(predict_mod, "parse_answer", acc.wrap("parsing", predict_mod.parse_answer)), \
-            patched(shuffle_mod, "permute", acc.wrap("shuffle_permute", shuffle_mod.permute)), \
-            patched(shuffle_mod, "plurality", acc.wrap("vote", shuffle_mod.plurality)), \
-            patched(vote_mod, "plurality", acc.wrap("vote", vote_mod.plurality)), \
-            patched(lm, "complete", acc.wrap("model_call(scripted)", lm.complete)):
-        t0 = time.perf_counter()
-        for q in queries:
-            forget(bank)
-            prog.run(q, lm)
-        total = time.perf_counter() - t0
-    n = len(queries)
-    d = {k: round(1000 * v / n, 4) for k, v in acc.t.items()}
-    d["retrieval_other(exclusion, memo, id mapping)"] = round(
-        d.get("retrieval_total", 0) - d.get("query_embedding", 0) - d.get("knn_search", 0), 4)
-    d["total_instrumented"] = round(1000 * total / n, 4)
-    d["retrievals_per_question"] = acc.n["retrieval_total"] / n
-    d["query_embeddings_per_question"] = acc.n["query_embedding"] / n
-    return d
-
-
-# ---- DSPy ------------------------------------------------------------------------------------------
-def dspy_parts(exemplars: list[Exemplar], vectors: np.ndarray, embed: Callable[[list[str]], np.ndarray]):  # noqa: ANN201
-    import dspy
-    from dspy.predict.knn import KNN
-
-    dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
-
-    class MCQ(dspy.Signature):
-        """Answer the medical multiple-choice question."""
-
-        question: str = dspy.InputField()
-        options: str = dspy.InputField()
-        answer: str = dspy.OutputField()
-
-    train = [dspy.Example(question=e.question.question,
-                          options="\n".join(f"{k}. {v}" for k, v in e.question.options.items()),
-                          reasoning=e.rationale, answer=e.question.answer).with_inputs("question", "options")
-             for e in exemplars]
-    n = len(train)
-
-    def vectorizer(texts: list[str]) -> np.ndarray:
-        # The bank: precomputed vectors, as for medcompile. A query: the real embedder.
-        return vectors if len(texts) == n else embed(list(texts))
-
-    knn = KNN(k=5, trainset=train, vectorizer=dspy.Embedder(vectorizer))
-
-    class Medprompt(dspy.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.cot = dspy.ChainOfThought(MCQ)
-
-        def forward(self, question: str, options: dict[str, str], qid: str):  # noqa: ANN201
-            demos = knn(question=question)  # one retrieval per question, as DSPy users write it
-            keys = list(options)
-            texts = [options[k] for k in keys]
-            votes: Counter = Counter()
-            for i in range(5):
-                perm = list(range(len(keys)))
-                if i:
-                    random.Random(f"{qid}-{i}").shuffle(perm)
-                shown = "\n".join(f"{keys[j]}. {texts[perm[j]]}" for j in range(len(keys)))
-                pred = self.cot(question=question, options=shown, demos=demos)
-                letter = (pred.answer or "").strip()[:1]
-                if letter in keys:
-                    votes[keys[perm[keys.index(letter)]]] += 1
-            best = max(sorted(votes), key=lambda k: votes[k]) if votes else None
-            return dspy.Prediction(answer=best, votes=dict(votes))
-
-    lm = dspy.utils.DummyLM({"": {"reasoning": "The findings point to the second option.", "answer": "B"}})
-    return dspy, Medprompt(), lm, knn
-
-
-def time_dspy(dspy: Any, prog: Any, lm: Any, queries: list[Question], cpu: list[float] | None = None) -> list[float]:
-    out = []
-    with dspy.context(lm=lm):
-        for q in queries:
-            c0, t0 = time.process_time(), time.perf_counter()
-            p = prog(question=q.question, options=dict(q.options), qid=q.id)
-            out.append(time.perf_counter() - t0)
-            if cpu is not None:
-                cpu.append(time.process_time() - c0)
-            assert p.answer is not None
-    return out
-
-
-def breakdown_dspy(dspy: Any, prog: Any, lm: Any, knn: Any, queries: list[Question]) -> dict[str, float]:
-    acc = Acc()
-    adapter = dspy.ChatAdapter()
-    with patched(knn, "embedding", acc.wrap("query_embedding", knn.embedding)), \
-            patched(adapter, "format", acc.wrap("prompt_building", adapter.format)), \
-            patched(adapter, "parse", acc.wrap("parsing", adapter.parse)):
-        # KNN.__call__ is looked up on the class, so time it through the module's global.
-        import dspy.predict.knn as knn_mod
-
-        with patched(knn_mod.KNN, "__call__", acc.wrap("retrieval_total", knn_mod.KNN.__call__)):
-            t0 = time.perf_counter()
-            with dspy.context(lm=lm, adapter=adapter):
-                for q in queries:
-                    prog(question=q.question, options=dict(q.options), qid=q.id)
-            total = time.perf_counter() - t0
-    n = len(queries)
-    d = {k: round(1000 * v / n, 4) for k, v in acc.t.items()}
-    d["retrieval_other(dot+argsort)"] = round(d.get("retrieval_total", 0) - d.get("query_embedding", 0), 4)
-    d["total_instrumented"] = round(1000 * total / n, 4)
-    return d
-
-
-# ---- profile ---------------------------------------------------------------------------------------
-def profile_mc(prog: Program, bank: Bank, queries: list[Question], top: int = 15) -> list[dict[str, Any]]:
-    lm = scripted_lm()
-    pr = cProfile.Profile()
-    pr.enable()
-    for q in queries:
-        forget(bank)
-        prog.run(q, lm)
-    pr.disable()
-    st = pstats.Stats(pr)
-    rows = []
-    n = len(queries)
-    for (file, line, func), (cc, nc, tt, ct, _callers) in st.stats.items():  # type: ignore[attr-defined]
-        rows.append({"where": f"{_short(file)}:{line}", "function": func, "calls_per_q": round(nc / n, 1),
-                     "self_ms_per_q": round(1000 * tt / n, 4), "cum_ms_per_q": round(1000 * ct / n, 4)})
-    own = [r for r in rows if r["where"].startswith("medcompile/")]
-    by_self = sorted(rows, key=lambda r: -r["self_ms_per_q"])[:top]
-    by_cum_own = sorted(own, key=lambda r: -r["cum_ms_per_q"])[:top]
-    return [{"top_self_time_any": by_self}, {"top_cumulative_medcompile": by_cum_own}]
-
-
-def _short(path: str) -> str:
-    p = str(path)
-    for root in (str(REPO) + "/",):
-        if p.startswith(root):
-            return p[len(root):]
-    i = p.find("site-packages/")
-    return p[i + len("site-packages/"):] if i >= 0 else p
+#: bench_overhead_ab.py's child processes import these from this script.
+__all__ = ["ANSWER_TEXT", "WORDS", "bank_vectors", "main", "synth_question"]
 
 
 # ---- main --------------------------------------------------------------------------------------------
@@ -477,7 +184,7 @@ def main() -> int:
                   + (f", DSPy {row['dspy']['median_ms']:.3f} (p90 {row['dspy']['p90_ms']:.3f})" if ds else "")
                   + (f", same bank with the exact flat index {row['medcompile_bare_exact_flat_index']['median_ms']:.3f}"
                      if mc_flat else "")
-                  + f"; CPU ms/question: " + ", ".join(f"{k} {v['median_ms']:.3f}" for k, v in row["cpu_ms"].items())
+                  + "; CPU ms/question: " + ", ".join(f"{k} {v['median_ms']:.3f}" for k, v in row["cpu_ms"].items())
                   + f"  [n={len(queries)} questions x {row['repeats']} repeats; index {row['index'].get('kind')}"
                   + (f" nlist {row['index']['nlist']} nprobe {row['index']['nprobe']} {row['index'].get('codes', 'f32')}"
                      if "nprobe" in row["index"] else "")
@@ -503,57 +210,6 @@ def _previous_medians() -> dict[str, float]:
         return {str(r["bank"]): r["medcompile_bare"]["median_ms"] for r in old.get("rows", [])}
     except (OSError, ValueError, KeyError):
         return {}
-
-
-def report(out: dict[str, Any], target: float, stem: str = "overhead") -> None:
-    rows = []
-    for r in out["rows"]:
-        rows.append([r["bank"], r["queries"], f"{r['medcompile_bare']['median_ms']:.2f} / {r['medcompile_bare']['p90_ms']:.2f}",
-                     f"{r['medcompile_stack']['median_ms']:.2f} / {r['medcompile_stack']['p90_ms']:.2f}",
-                     f"{r['dspy']['median_ms']:.2f} / {r['dspy']['p90_ms']:.2f}" if "dspy" in r else "-",
-                     r.get("ratio_dspy_over_medcompile_bare_median", "-"), "yes" if r["meets_target"] else "NO"])
-    print()
-    print(md_table(["bank", "n questions", "medcompile bare ms median/p90", "medcompile + LM stack ms",
-                    "DSPy ms median/p90", "DSPy / medcompile", f"< {target} ms"], rows))
-    for r in out["rows"]:
-        print(f"\nbreakdown at bank {r['bank']} (ms/question, instrumented):")
-        print("  medcompile:", r["breakdown_medcompile_ms_per_q"])
-        if "breakdown_dspy_ms_per_q" in r:
-            print("  dspy:      ", r["breakdown_dspy_ms_per_q"])
-    for key in sorted(k for k in out if k.startswith("profile_")):
-        print(f"\n{key}: n=100 questions (top cumulative, medcompile files):")
-        for x in out[key][1]["top_cumulative_medcompile"][:12]:
-            print(f"  {x['cum_ms_per_q']:8.3f} ms/q cum {x['self_ms_per_q']:8.3f} self  {x['calls_per_q']:7.1f} calls/q  "
-                  f"{x['where']} {x['function']}")
-        print("top self time (any file):")
-        for x in out[key][0]["top_self_time_any"][:10]:
-            print(f"  {x['self_ms_per_q']:8.3f} ms/q self {x['calls_per_q']:9.1f} calls/q  {x['where']} {x['function']}")
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(7, 4.2))
-        xs = [r["bank"] for r in out["rows"]]
-        for key, label in (("medcompile_bare", "medcompile (bare)"), ("medcompile_stack", "medcompile + LM stack"),
-                           ("dspy", "DSPy")):
-            ys = [r[key]["median_ms"] for r in out["rows"] if key in r]
-            p90 = [r[key]["p90_ms"] for r in out["rows"] if key in r]
-            if ys:
-                ax.plot(xs[:len(ys)], ys, marker="o", label=f"{label} median")
-                ax.fill_between(xs[:len(ys)], ys, p90, alpha=0.15)
-        ax.axhline(target, ls="--", c="red", lw=1, label=f"target {target} ms")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("exemplar bank size")
-        ax.set_ylabel(f"ms per question (n={out['rows'][0]['queries']}; band to p90)")
-        ax.set_title("Framework overhead per question, 5-call Medprompt program, zero-latency model")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(RESULTS / f"{stem}.png", dpi=110)
-    except Exception as e:  # noqa: BLE001
-        print("plot failed:", e)
 
 
 if __name__ == "__main__":
