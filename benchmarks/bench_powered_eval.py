@@ -237,7 +237,7 @@ def write_markdown(out: Path) -> Path | None:
     if pw.exists():
         d = json.loads(pw.read_text(encoding="utf-8"))
         lines += ["## Programs x datasets", "", "| dataset | program | n | accuracy % (95% CI) | abstained | calls/q | "
-                  "prompt tok/q | s/q | vs zero_shot: diff (95% CI), McNemar p |", "|---|---|---:|---|---:|---:|---:|---:|---|"]
+                  "prompt tok/q | s/q (wall, this run; ~0 when served from the LM cache) | vs zero_shot: diff (95% CI), McNemar p |", "|---|---|---:|---|---:|---:|---:|---:|---|"]
         for r in d["rows"]:
             p = r.get("paired_vs_zero_shot")
             cmp = (f"{100 * p['diff']:+.1f} ({100 * p['diff_ci95'][0]:+.1f} to {100 * p['diff_ci95'][1]:+.1f}), "
