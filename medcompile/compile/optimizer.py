@@ -166,6 +166,7 @@ class Compiler:
             stale = studies.fail_stale(study)
             if stale:
                 log(f"resuming study {name}: {stale} interrupted trial(s) will be redone", quiet=o.quiet)
+            studies.requeue_interrupted(study)
         try:
             prep = self._prep(study)
         except LMError as exc:  # only fatal ones get here (backend down for good)

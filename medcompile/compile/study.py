@@ -103,6 +103,23 @@ def fail_stale(study: optuna.Study) -> int:
     return n
 
 
+def requeue_interrupted(study: optuna.Study) -> bool:
+    """Queue again the configuration a stopped compile was scoring (a kill, or the backend going
+    down mid-trial), so the resumed search scores it next, as the uninterrupted one did, even
+    when it came from a queue (the screen, a cheaper variant, a scaled leader) rather than
+    from the seeded sampler. Only the last such trial, and only when nothing is queued."""
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state == TrialState.WAITING for t in trials):
+        return False
+    last_done = max((t.number for t in trials if t.state in FINISHED or "skipped" in t.user_attrs), default=-1)
+    cut = [t for t in trials if t.state == TrialState.FAIL and "skipped" not in t.user_attrs
+           and t.number > last_done and t.params]
+    if not cut:
+        return False
+    study.enqueue_trial(dict(max(cut, key=lambda t: t.number).params))
+    return True
+
+
 def seeded_sampler(seed: int, n_finished: int, multi_objective: bool, n_startup: int) -> optuna.samplers.BaseSampler:
     s = derive_seed(seed, "sampler", n_finished)
     if multi_objective:

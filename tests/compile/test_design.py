@@ -109,3 +109,40 @@ def test_screen_scale_last_and_pooled_selection_in_a_compile(work, ensemble_worl
                      screen=True, scale_last=True, patient_racing=True, select_on="pooled",
                      out=work / "design2.json")
     assert (work / "design.json").read_bytes() == (work / "design2.json").read_bytes()
+
+
+@pytest.mark.parametrize("stop_at", [0.35, 0.6, 0.85])
+def test_screen_and_scale_last_resume_to_the_same_program_after_the_backend_goes_down(work, stop_at):
+    """The openings, the combination and the scaled leader are found again from the study, so a
+    compile stopped anywhere in the search and rerun writes the uninterrupted program and asks
+    the model nothing twice."""
+    from medcompile.compile import CompileError
+    from medcompile.lm.base import LMUnavailable
+    from medcompile.lm.scripted import ScriptedLM
+    from tests.compile.test_optimizer import ALL, biased_lm
+
+    kw = dict(budget=700, seed=0, max_trials=10, minibatch=4, n_instructions=1, max_rationales=6, quiet=True,
+              screen=True, scale_last=True)
+    ref = biased_lm(0.4)
+    prog = optimize(medprompt.build(), ALL[:30], ALL[30:70], lm=wrap_lm(ref, cache_dir=work / "ref-cache"),
+                    out=work / "ref" / "p.json", **kw)
+    rows = prog.report.to_dict()["trials"]
+    assert any(t["params"].get("members.0.n", 1) > 1 for t in rows)  # the scaled leader was tried
+    inner, answered = biased_lm(0.4), []
+
+    def flaky(req):
+        if len(answered) >= int(ref.calls * stop_at):
+            raise LMUnavailable("backend is down")
+        answered.append(req)
+        return inner.fn(req)
+
+    with pytest.raises(CompileError):
+        optimize(medprompt.build(), ALL[:30], ALL[30:70], lm=wrap_lm(ScriptedLM(flaky, model="biased"),
+                                                                     cache_dir=work / "cache"),
+                 out=work / "run" / "p.json", **kw)
+    assert not (work / "run" / "p.json").exists()
+    healthy = biased_lm(0.4)
+    optimize(medprompt.build(), ALL[:30], ALL[30:70], lm=wrap_lm(healthy, cache_dir=work / "cache"),
+             out=work / "run" / "p.json", **kw)
+    assert (work / "run" / "p.json").read_bytes() == (work / "ref" / "p.json").read_bytes()
+    assert healthy.calls == ref.calls - len(answered)  # only what the stopped run never received
