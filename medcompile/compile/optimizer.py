@@ -223,8 +223,9 @@ class Compiler:
             calls += n
             log(f"instructions: {len(instructions)} candidate(s) after de-duplication", quiet=o.quiet)
         u = _logical(before, self.lm.snapshot())
+        # Logical calls as measured: a rationale whose reply has no option key costs a follow-up call.
         prep = {"rationales": rationales, "rationale_stats": stats, "instructions": instructions,
-                "calls": calls, "usage": u}
+                "calls": max(calls, int(u["calls"])), "usage": u}
         studies.put_json(study, "prep", prep)
         return prep
 
