@@ -161,10 +161,7 @@ def run_search(c: "Compiler", study: optuna.Study, space: list[Param], banks: Ba
             if used + est + keep > o.budget:
                 why = f"needs ~{est} calls" + (f" (+{keep} kept for confirmation)" if keep else "") + \
                       f", {o.budget - used} left"
-                trial.set_user_attr("skipped", why)
-                trial.set_user_attr("misfit", True)
-                trial.set_user_attr("calls", 0)
-                study.tell(trial, state=TrialState.FAIL)
+                set_aside(study, trial, why)
                 log(f"trial {trial.number:>3} skipped: {why}", quiet=o.quiet)
                 if sum(need(base_cpq, "another")) > o.budget - used or \
                         trailing(finished_in_order(study), is_misfit) >= MAX_MISFITS:
