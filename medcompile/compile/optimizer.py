@@ -1,6 +1,6 @@
 """`optimize`: compile a declared program for one model into a frozen program.
 
-Stages: self-generated rationales for the exemplar bank, instruction proposals,
+Stages: self-generated rationales for the exemplar bank, instruction proposals (and refinement rounds if asked),
 kNN index, then an optuna search over every open choice of the program, scored on
 the dev split with minibatch pruning, inside a hard budget of model calls. The
 result is a frozen `Program` (written as JSON) and a report of every trial.
@@ -25,21 +25,21 @@ from optuna.trial import TrialState
 from .. import __version__
 from ..bank import Bank
 from ..exemplar import Exemplar
-from ..lm.base import LM, LMError, Usage
 from ..evaluate.stats import accuracy_ci
-from ..lm.meter import MeteredLM
+from ..lm.base import LM, LMError, Usage
+from ..lm.meter import BudgetedLM, BudgetExceeded, MeteredLM
 from ..modules.base import Module, Needs
 from ..program.program import Program
 from ..progress import log, progress_bar
 from ..question import Question
 from . import study as studies
 from .instructions import propose_instructions
+from .refine_instructions import baseline_scorer, refine_instructions, refinement_plan
 from .preflight import CompileError, backend_failed, check_data, check_program, metric_identity
 from .rationales import generate_rationales
 from .report import CompileReport, TrialRow
 from .confirm import Confirmation, run_confirmation, search_leader, stored_usage
-from .ledger import measured_cost, scored, trial_params
-from .ledger import spent as search_spent
+from .ledger import measured_cost, scored, spent as search_spent, trial_params
 from .search import configure, run_search
 from .options import CompileOptions, default_rationales
 from .selection import RULES, DevSplit, candidate_rows, choose, split_dev, summary
@@ -123,6 +123,7 @@ class Compiler:
             "lm": self.lm.model, "mode": self.lm.mode, "seed": self.opts.seed, "budget": self.opts.budget,
             "max_trials": self.opts.max_trials, "minibatch": self.opts.minibatch,
             "n_instructions": self.opts.n_instructions, "max_rationales": self.opts.max_rationales,
+            **({"instruction_rounds": self.opts.instruction_rounds} if self.opts.instruction_rounds != 0 else {}),
             "objective": self.opts.objective, "metric": self.metric_id["id"], "embedder": self.opts.embedder,
             "confirm": [self.opts.confirm_fraction, self.opts.confirm_top],
             "select": [self.opts.select_rule, self.opts.select_alpha, self.opts.reserve_finalists,
@@ -222,12 +223,32 @@ class Compiler:
             instructions, n = propose_instructions(sig.instruction, examples, self.lm, n=room, seed=o.seed)
             calls += n
             log(f"instructions: {len(instructions)} candidate(s) after de-duplication", quiet=o.quiet)
+            instructions, calls = self._refine(instructions, rationales, calls)
         u = _logical(before, self.lm.snapshot())
         # Logical calls as measured: a rationale whose reply has no option key costs a follow-up call.
         prep = {"rationales": rationales, "rationale_stats": stats, "instructions": instructions,
                 "calls": max(calls, int(u["calls"])), "usage": u}
         studies.put_json(study, "prep", prep)
         return prep
+
+    def _refine(self, candidates: list[str], rationales: dict[str, str], calls: int) -> tuple[list[str], int]:
+        """Stage 2b: the instruction hill climb (`refine_instructions`), when the budget pays for it."""
+        o = self.opts
+        pool = _seeded_order(self.train, o.seed + 2)
+        plan = refinement_plan(o.budget, len(candidates), o.instruction_rounds, len(pool))
+        if plan is None:
+            return candidates, calls
+        budget = BudgetedLM(self.lm, max(0, o.budget - calls))
+        score = baseline_scorer(self.declared.root, self.declared, self._banks({"rationales": rationales}), self.lm,
+                                budget, self.metric, o.seed, o.concurrency)
+        try:
+            chosen = refine_instructions(candidates, pool[:plan.questions], score, budget, rounds=plan.rounds,
+                                         keep=len(candidates), seed=o.seed, log=lambda m: log(m, quiet=o.quiet))[0]
+        except BudgetExceeded:  # a safety net: the plan fits the budget
+            chosen = candidates
+        log(f"instructions: {plan.rounds} refinement round(s) on {plan.questions} training questions, "
+            f"{budget.calls} calls", quiet=o.quiet)
+        return chosen, calls + budget.calls
 
     def _banks(self, prep: dict[str, Any]) -> BankChoice:
         full = Bank([Exemplar(q) for q in self.train], _embedder_settings(self.opts.embedder))
@@ -280,7 +301,7 @@ class Compiler:
             "compiler": f"medcompile {__version__}",
             "study": name,
             "seed": o.seed,
-            "budget": {"max_calls": o.budget, "spent_calls": usage["calls"]},
+            "budget": {"max_calls": o.budget, "spent_calls": usage["calls"], "preparation_calls": prep["calls"]},
             "usage": usage,
             "data": {"train": {"n": len(self.train), "sha256": _fingerprint(self.train)},
                      "dev": {"n": len(self.dev), "sha256": _fingerprint(self.dev)}},

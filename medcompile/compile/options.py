@@ -29,6 +29,9 @@ class CompileOptions:
     patient_racing: bool = True  # a costlier candidate is stopped only when significantly worse
     reserve_finalists: bool = False  # the search keeps room to confirm every finalist, not only the leader
     n_instructions: int = 3
+    # Instruction hill climb (`refine_instructions`): rounds, or None for what a fifth of the budget
+    # pays for. Off by default: on random profiles it did not lower regret (selection_refine_606*.md).
+    instruction_rounds: int | None = 0
     max_rationales: int | None = None  # None: `default_rationales(budget)`
     objective: str = "accuracy"  # or "pareto": accuracy vs calls per question
     concurrency: int = 1

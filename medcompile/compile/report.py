@@ -81,8 +81,9 @@ class CompileReport:
             f"**{dev['score']:.3f}**{ci}, n = {dev['n']}",
             f"- chosen (trial {i['chosen_trial']}): " + ", ".join(f"`{k}={v}`" for k, v in i["chosen"].items()),
             f"- calls per question of the result: {i['calls_per_question']:g}",
-            f"- budget: {i['budget']['spent_calls']} of {i['budget']['max_calls']} model calls spent "
-            f"({i['usage']['prompt_tokens']} prompt + {i['usage']['completion_tokens']} completion tokens"
+            f"- budget: {i['budget']['spent_calls']} of {i['budget']['max_calls']} model calls spent"
+            + (f", {i['budget']['preparation_calls']} on preparation " if "preparation_calls" in i["budget"] else " ")
+            + f"({i['usage']['prompt_tokens']} prompt + {i['usage']['completion_tokens']} completion tokens"
             + (f", ${i['usage']['cost']:.4f}" if i["usage"].get("cost") else "") + ")",
             f"- this run: {self.live_usage.get('live_calls', 0)} live calls, "
             f"{self.live_usage.get('cached_calls', 0)} from cache, {self.elapsed_s:.1f} s",

@@ -20,9 +20,11 @@ _STOP = {"the", "and", "with", "year", "old", "which", "following", "most", "lik
 
 
 def kind_of(text: str, mode: str) -> str:
-    """'dspy_json', 'dspy_chat', 'gepa', 'medcompile_proposal', or medcompile's own 'text'/'chat'."""
+    """'dspy_json', 'dspy_chat', 'gepa', 'medcompile_proposal', 'medcompile_refine', or medcompile's own 'text'/'chat'."""
     if "I provided an assistant with" in text and "```" in text:
         return "gepa"
+    if "Write a better instruction for these questions" in text and "```" in text:
+        return "medcompile_refine"
     if "A good instruction for answering questions like these" in text:
         return "medcompile_proposal"
     if "Respond with a JSON object" in text or ("Your output fields are" in text and "JSON" in text

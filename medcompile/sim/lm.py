@@ -77,6 +77,9 @@ class SimReplier:
         q = w.profile.proposal_quality
         if kind == "gepa":
             return "```\n" + reflect(current_instruction(text), w.effects, q, *parts) + "\n```", ()
+        if kind == "medcompile_refine":  # the same reflective step as GEPA's, in medcompile's layout
+            better = reflect(current_instruction(text), w.effects, q, *parts)
+            return (better if mode == "text" else f"```\n{better}\n```"), ()
         if kind == "medcompile_proposal":
             return propose(w.effects, q, *parts), ()
         fields = output_fields(text) if kind.startswith("dspy") else []

@@ -2,8 +2,9 @@
 
 A proposal is a base sentence plus one to three phrases from the pool; with
 `proposal_quality` > 0 better phrases are likelier (a model that has some sense of
-what helps). GEPA's reflection keeps the current instruction's phrases and swaps one,
-so reflective search walks through the pool.
+what helps). A reflective rewrite (GEPA's, and a medcompile refinement round) keeps
+the current instruction's phrases and swaps one, so reflective search walks through
+the pool.
 """
 from __future__ import annotations
 

@@ -21,3 +21,50 @@ def test_proposals_user_first_and_counted():
     assert calls == 4 and lm.calls == 4
     assert cands == ["Answer the question.", "Consider the pathophysiology.", "Rule out the dangerous causes first."]
     assert len({r.seed for r in lm.requests}) == 4 and all(r.temperature > 0 for r in lm.requests)
+
+
+# ---- instruction refinement (the hill climb) -------------------------------------------------
+from medcompile.compile.refine_instructions import REFINE_PROMPT, refine_instructions, refinement_plan  # noqa: E402
+
+
+def test_refinement_climbs_from_the_leader_and_keeps_the_user_first():
+    qs = [mcq(i) for i in range(10)]
+    u, t = "Answer the question now.", "Think about the mechanism."
+    tc, tcr = t + " Check the vignette.", t + " Check the vignette. Rule out emergencies."
+    quality = {u: 3, t: 5, tc: 8, tcr: 9}
+    rewrites = iter([" " + tc, f"```\n{tcr}\n```", " " + tc])
+    lm = ScriptedLM(lambda req: next(rewrites))
+
+    def score(text, questions):
+        return [i < quality.get(text, 0) for i in range(len(questions))]
+
+    chosen, pool, calls = refine_instructions([u, t], qs, score, lm, rounds=3, keep=3, seed=0)
+    assert calls == 3 and lm.calls == 3
+    # round 1 rewrites t (5/10, the leader), round 2 the new leader tc; round 3's repeat is not rescored
+    assert f"```\n{t}\n```" in lm.requests[0].prompt and f"```\n{tc}\n```" in lm.requests[1].prompt
+    assert f"```\n{tcr}\n```" in lm.requests[2].prompt
+    assert [p.text for p in pool] == [u, t, tc, tcr] and pool[3].origin == "refined from 2"
+    assert chosen == [u, tcr, tc]
+    # the prompt shows questions the leader got wrong, with their answers, not ones it got right
+    assert "got 5 of 10" in lm.requests[0].prompt and qs[7].question in lm.requests[0].prompt
+    assert qs[0].question not in lm.requests[0].prompt
+    assert len({r.seed for r in lm.requests}) == 3
+
+
+def test_refinement_ties_keep_the_earlier_candidate_as_leader():
+    qs = [mcq(i) for i in range(6)]
+    lm = ScriptedLM(lambda req: " A different instruction text here.")
+    chosen, pool, _ = refine_instructions(["User instruction text.", "Proposal text here."], qs,
+                                          lambda t, q: [True] * 3 + [False] * 3, lm, rounds=1, keep=2, seed=0)
+    assert "User instruction text." in lm.requests[0].prompt
+    assert chosen == ["User instruction text.", "Proposal text here."]
+
+
+def test_refinement_plan_fits_the_budget_share():
+    assert refinement_plan(150, 4, None, 500) is None  # 30 calls pay for no round after the candidates
+    plan = refinement_plan(400, 4, None, 500)
+    assert plan is not None and plan.questions == 10 and plan.rounds == 3
+    assert (plan.rounds + 4) * plan.questions + plan.rounds <= 0.2 * 400
+    assert refinement_plan(1000, 4, None, 500).rounds == 14
+    assert refinement_plan(1000, 4, 0, 500) is None and refinement_plan(1000, 4, 5, 3) is None
+    assert "```" in REFINE_PROMPT

@@ -199,3 +199,27 @@ def test_trials_scored_on_model_errors_are_dropped(tmp_path):
     assert prog.compile_info["chosen"]["members.0.inner.cot"] is True
     report = prog.report.to_dict()
     assert any("model errors" in t["note"] for t in report["trials"])
+
+
+def test_preparation_counts_follow_up_calls_of_keyless_rationales(tmp_path):
+    """A rationale reply that names no option costs a constrained follow-up call: the
+    preparation stage counts it, so the whole compile stays within the budget."""
+
+    def fn(req):
+        stem, opts = last_question(req)
+        good = next(k for k, v in opts.items() if v == GOLD[stem])
+        if is_cot(req):
+            return " The findings point one way, but I will not commit to a letter."  # no key: follow-up
+        return f" {good}"
+
+    cot_only = mc.Program(mc.Vote(mc.Shuffle(mc.SelfCoT(demos=mc.Retrieve(k=3, strategy="random", tune=False),
+                                                        tune=False), n=1, tune=False)), name="followups")
+    lm = wrap_lm(ScriptedLM(fn, model="keyless"), cache=False)
+    budget = 160
+    prog = optimize(cot_only, ALL[:40], ALL[40:80], lm=lm, budget=budget, seed=0, max_trials=4, minibatch=5,
+                    quiet=True, n_instructions=0, max_rationales=30, out=tmp_path / "f.json")
+    assert prog.compile_info["rationales"]["attempted"] == 30
+    # 30 rationale calls + 30 follow-ups, all counted before the search starts
+    assert prog.compile_info["budget"]["preparation_calls"] == 60
+    assert lm.snapshot().calls <= budget
+    assert prog.compile_info["budget"]["spent_calls"] == lm.snapshot().calls

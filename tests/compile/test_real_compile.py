@@ -41,3 +41,28 @@ def test_medprompt_compiles_on_local_model_reproducibly(tmp_path):
     assert (tmp_path / "b" / "mp.json").read_bytes() == (tmp_path / "a" / "mp.json").read_bytes()
     report2 = json.loads((tmp_path / "b" / "mp.report.json").read_text())
     assert report2["this_run"]["live_usage"]["live_calls"] == 0
+
+
+def test_instruction_refinement_round_on_local_model(real_cache_dir):
+    """One refinement round for real: the base model is asked to rewrite the instruction and
+    every candidate is scored at the cheapest configuration on the same questions."""
+    import medcompile as mc
+    from medcompile.compile.refine_instructions import baseline_scorer, refine_instructions
+    from medcompile.compile.space import BankChoice
+    from medcompile.compile.trial import accuracy_metric
+    from medcompile.bank import Bank
+    from medcompile.data import load_dataset, split_named
+    from medcompile.lm.meter import BudgetedLM
+    from medcompile.lm.registry import make_lm, wrap_lm
+
+    qs = split_named(load_dataset("medqa_us4"), "bank").questions[:4]
+    prog = mc.Program(mc.Predict(), name="zs")
+    lm = wrap_lm(make_lm("local"), cache_dir=real_cache_dir)
+    budget = BudgetedLM(lm, 20)
+    empty = Bank([])
+    score = baseline_scorer(prog.root, prog, BankChoice(full=empty, cot=empty), lm, budget, accuracy_metric, 0, 1)
+    user = prog.signature.instruction
+    chosen, pool, calls = refine_instructions([user], qs, score, budget, rounds=1, keep=2, seed=0)
+    assert calls == 1 and chosen[0] == user and pool[0].origin == "user"
+    assert all(len(p.correct) == 4 for p in pool) and budget.calls == 1 + 4 * len(pool)
+    assert all("\n" not in p.text and "```" not in p.text for p in pool)

@@ -35,6 +35,8 @@ def proposes_instruction(req: LMRequest) -> str | None:
     text = req.prompt if req.mode == "text" else req.messages[-1].content
     if text.rstrip().endswith("Instruction:") or "A good instruction" in text:
         return f" Consider the mechanism of disease {req.seed % 5}, then pick the single best option."
+    if "Write a better instruction" in text:  # a refinement round
+        return f" Weigh the vignette's findings ({req.seed % 5}), then pick the single best option."
     return None
 
 

@@ -103,3 +103,19 @@ def test_gepa_reflection_and_mipro_proposals(world_for) -> None:  # type: ignore
         got = dspy.Predict(Propose)(task_demos="...").proposed_instruction
     assert phrases_in(norm(got))
     assert re.match(r"^[A-Z]", got)
+
+
+@pytest.mark.parametrize("mode", ["text", "chat"])
+def test_medcompile_refinement_rewrites_the_current_instruction(world_for, medqa, mode) -> None:  # type: ignore[no-untyped-def]
+    from medcompile.compile.refine_instructions import refine_instructions
+    from medcompile.sim.phrases import PHRASES
+
+    w = world_for("instruction_sensitive")
+    current = f"Answer the question. {PHRASES[2]} {PHRASES[5]}"
+    qs = medqa["bank"][:6]
+    chosen, pool, calls = refine_instructions([current], qs, lambda t, q: [False] * len(q), w.lm(mode=mode),
+                                              rounds=4, keep=5, seed=0)
+    assert calls == 4 and len(pool) >= 3
+    for p in pool[1:]:  # a reflective step: keeps all but at most one of the leader's phrases, adds one
+        got = set(phrases_in(norm(p.text)))
+        assert len(got & {2, 5}) >= 1 and got - {2, 5}
