@@ -82,6 +82,13 @@ class _Out:
     probs: np.ndarray | None = None     # [Q, O] exact distribution when there is one temperature-0 leaf
 
 
+def bank_key(bank: Bank) -> str:
+    """What identifies an exemplar bank in a call's noise key: its questions and whether they carry
+    rationales (not `id(bank)`, which differs from process to process and made oracles vary)."""
+    ids = [f"{e.question.id}{'+' if e.rationale else ''}" for e in bank.exemplars]
+    return f"{len(ids)}:{int_seed(*ids)}"
+
+
 class _Evaluator:
     def __init__(self, world, questions: Sequence[Question], replicates: int) -> None:  # type: ignore[no-untyped-def]
         if not questions:
@@ -219,7 +226,7 @@ class _Evaluator:
     def signature(m: Predict, cot: bool, temperature: float, extra: str = "") -> str:
         r = m.demos
         demos = "none" if r is None or r.k == 0 or r.bank is None else \
-            f"{r.strategy}:{r.k}:{r.seed if r.strategy == 'random' else ''}:{id(r.bank)}"
+            f"{r.strategy}:{r.k}:{r.seed if r.strategy == 'random' else ''}:{bank_key(r.bank)}"
         return f"{m.instruction}|{demos}|{int(cot)}|{temperature}|{extra}"
 
     # ---- modules ---------------------------------------------------------------------------------

@@ -45,3 +45,18 @@ def test_oracle_picks_a_shuffle_ensemble_for_the_biased_base_model(world_for, me
     assert o.expected_accuracy > max(r.expected_accuracy for r in zero) + 0.02
     d = o.to_dict()
     assert d["best"] == o.best and len(d["rows"]) == len(o.rows)
+
+
+def test_oracle_does_not_depend_on_which_bank_object_holds_the_exemplars(world_for, medqa) -> None:  # type: ignore[no-untyped-def]
+    """Noise keys name a bank by its content, so the same exemplars in another object (another
+    process, a reloaded program) give the same oracle; an `id()` in the key made it vary."""
+    from medcompile.bank import Bank
+    from medcompile.compile.space import BankChoice
+
+    w, test = world_for("strong_chat"), medqa["test"][:60]
+    prog = medprompt.build()
+    banks, _ = rationale_banks(w, prog, medqa["bank"][:120])
+    copy = BankChoice(full=Bank(list(banks.full.exemplars)), cot=Bank(list(banks.cot.exemplars)))
+    a = w.oracle(prog, banks, test, replicates=16)
+    b = w.oracle(prog, copy, test, replicates=16)
+    assert [r.expected_accuracy for r in a.rows] == [r.expected_accuracy for r in b.rows]
