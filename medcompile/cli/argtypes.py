@@ -40,6 +40,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """A whole number >= 0 (0 turns an optional stage off)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def rounds_or_auto(text: str) -> int | None:
     """A whole number >= 0, or "auto" (None: the compile decides from its budget)."""
     if text.strip().lower() == "auto":

@@ -49,16 +49,39 @@ def dedupe(cands: Sequence[str]) -> list[str]:
     return out
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def consensus(proposals: Sequence[str], *, min_count: int = 2, max_sentences: int = 4) -> str | None:
+    """The sentences the model proposed most often, in the order they first appeared
+    (self-consistency over proposals: advice a model keeps giving is likelier to help than
+    advice it gave once). None when no sentence was proposed `min_count` times."""
+    counts: dict[str, int] = {}
+    first: dict[str, tuple[int, str]] = {}
+    for text in proposals:
+        for sent in dict.fromkeys(x.strip() for x in _SENTENCE_END.split(text) if x.strip()):
+            key = normalise(sent)
+            if key:
+                counts[key] = counts.get(key, 0) + 1
+                first.setdefault(key, (len(first), sent))
+    ranked = sorted((k for k, c in counts.items() if c >= min_count), key=lambda k: (-counts[k], first[k][0]))
+    chosen = sorted(ranked[:max_sentences], key=lambda k: first[k][0])
+    return " ".join(first[k][1] for k in chosen) or None
+
+
 def propose_instructions(user_instruction: str, examples: Sequence[Question], lm: LM, *, n: int = 3,
-                         seed: int = 0, temperature: float = 1.0) -> tuple[list[str], int]:
-    """Returns (candidates with the user's first, number of model calls made)."""
+                         seed: int = 0, temperature: float = 1.0, consensus_of: int = 0) -> tuple[list[str], int]:
+    """Returns (candidates with the user's first, number of model calls made).
+
+    `consensus_of` > n: draw that many proposals, keep the first n as candidates and add their
+    `consensus` (one more candidate, no more calls than the proposals themselves)."""
     shown = "\n\n".join(
         f"Question: {q.question}\n" + "\n".join(f"{k}. {v}" for k, v in q.options.items()) + f"\nAnswer: {q.answer}"
         for q in examples
     )
     prompt = META_PROMPT.format(examples=shown)
     proposals, calls = [], 0
-    for i in range(n):
+    for i in range(max(n, consensus_of)):
         s = derive_seed(seed, "instruction", i)
         if lm.mode == "chat":
             req = LMRequest(model=lm.model, mode="chat", messages=(Message("user", prompt),),
@@ -76,4 +99,5 @@ def propose_instructions(user_instruction: str, examples: Sequence[Question], lm
         c = clean(text)
         if c:
             proposals.append(c)
-    return dedupe([user_instruction, *proposals]), calls
+    agreed = consensus(proposals) if consensus_of > n else None
+    return dedupe([user_instruction, *proposals[:n], *([agreed] if agreed else [])]), calls

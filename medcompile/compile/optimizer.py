@@ -124,6 +124,7 @@ class Compiler:
             "max_trials": self.opts.max_trials, "minibatch": self.opts.minibatch,
             "n_instructions": self.opts.n_instructions, "max_rationales": self.opts.max_rationales,
             **({"instruction_rounds": self.opts.instruction_rounds} if self.opts.instruction_rounds != 0 else {}),
+            **({"instruction_consensus": self.opts.instruction_consensus} if self.opts.instruction_consensus else {}),
             "objective": self.opts.objective, "metric": self.metric_id["id"], "embedder": self.opts.embedder,
             "confirm": [self.opts.confirm_fraction, self.opts.confirm_top],
             "select": [self.opts.select_rule, self.opts.select_alpha, self.opts.reserve_finalists,
@@ -218,9 +219,10 @@ class Compiler:
             log(f"rationales: kept {st.kept} of {st.attempted} (wrong or unparsable ones dropped)", quiet=o.quiet)
         instructions = [sig.instruction]
         if wants_instr and self.train:
-            room = max(0, min(o.n_instructions, o.budget - calls))
+            room = max(0, min(max(o.n_instructions, o.instruction_consensus), o.budget - calls))
             examples = _seeded_order(self.train, o.seed + 1)[:3]
-            instructions, n = propose_instructions(sig.instruction, examples, self.lm, n=room, seed=o.seed)
+            instructions, n = propose_instructions(sig.instruction, examples, self.lm, n=min(room, o.n_instructions),
+                                                   seed=o.seed, consensus_of=room)
             calls += n
             log(f"instructions: {len(instructions)} candidate(s) after de-duplication", quiet=o.quiet)
             instructions, calls = self._refine(instructions, rationales, calls)

@@ -29,6 +29,7 @@ class CompileOptions:
     patient_racing: bool = True  # a costlier candidate is stopped only when significantly worse
     reserve_finalists: bool = False  # the search keeps room to confirm every finalist, not only the leader
     n_instructions: int = 3
+    instruction_consensus: int = 0  # > n_instructions: draw this many proposals, add their consensus
     # Instruction hill climb (`refine_instructions`): rounds, or None for what a fifth of the budget
     # pays for. Off by default: on random profiles it did not lower regret (selection_refine_606*.md).
     instruction_rounds: int | None = 0

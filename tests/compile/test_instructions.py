@@ -68,3 +68,25 @@ def test_refinement_plan_fits_the_budget_share():
     assert refinement_plan(1000, 4, None, 500).rounds == 14
     assert refinement_plan(1000, 4, 0, 500) is None and refinement_plan(1000, 4, 5, 3) is None
     assert "```" in REFINE_PROMPT
+
+
+def test_consensus_keeps_sentences_proposed_at_least_twice_in_first_seen_order():
+    from medcompile.compile.instructions import consensus
+
+    props = ["Answer well. Think of the mechanism. Be brief.",
+             "Answer well. Rule out emergencies first.",
+             "answer  WELL. Rule out emergencies first. Think of the mechanism.",
+             "Answer well. Think of the mechanism. Think of the mechanism."]  # repeats inside one count once
+    assert consensus(props) == "Answer well. Think of the mechanism. Rule out emergencies first."
+    assert consensus(props, max_sentences=2) == "Answer well. Think of the mechanism."
+    assert consensus(["One idea only here.", "Another idea entirely."]) is None
+
+
+def test_consensus_candidate_is_added_without_extra_calls():
+    texts = iter([" Answer well. Think of the mechanism.", " Answer well. Be brief today.",
+                  " Answer well. Think of the mechanism. Be brief today.", " Answer well. Rule out emergencies."])
+    lm = ScriptedLM(lambda req: next(texts))
+    cands, calls = propose_instructions("Answer the question.", [mcq(1)], lm, n=2, seed=0, consensus_of=4)
+    assert calls == 4 == lm.calls
+    assert cands == ["Answer the question.", "Answer well. Think of the mechanism.", "Answer well. Be brief today.",
+                     "Answer well. Think of the mechanism. Be brief today."]

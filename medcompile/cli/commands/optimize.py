@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..argtypes import positive_int, rounds_or_auto
+from ..argtypes import non_negative_int, positive_int, rounds_or_auto
 from ..data_args import add_data_args, add_format_args, load_questions
 from ..model_args import Models, add_model_args
 
@@ -56,6 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--instruction-rounds", type=rounds_or_auto, default=0, metavar="N|auto",
                    help="rounds of instruction refinement (rewrite the best instruction, keep it if it scores "
                         "better on training questions); auto: what a fifth of the budget pays for; default 0 (off)")
+    p.add_argument("--instruction-consensus", type=non_negative_int, default=0, metavar="N",
+                   help="draw N instruction proposals and add the sentences proposed at least twice as one more "
+                        "candidate (when N > --instructions); default 0 (off)")
     p.add_argument("--rationales", type=positive_int, default=None, metavar="N",
                    help="bank questions to generate CoT rationales for (default: a tenth of the budget, at least 40 within 30%% of it)")
     p.add_argument("--objective", choices=["accuracy", "pareto"], default="accuracy",
@@ -79,7 +82,7 @@ def main(args: argparse.Namespace) -> int:
     compiled = optimize(program, train, dev, lm=lm, budget=args.budget, seed=args.seed, out=args.out,
                         storage=args.storage, study_name=args.study_name, worker=args.worker,
                         max_trials=args.trials, minibatch=args.minibatch, n_instructions=args.instructions,
-                        instruction_rounds=args.instruction_rounds,
+                        instruction_rounds=args.instruction_rounds, instruction_consensus=args.instruction_consensus,
                         confirm_fraction=args.confirm_fraction, confirm_top=args.confirm_top,
                         max_rationales=args.rationales, objective=args.objective, embedder=args.embedder,
                         concurrency=args.concurrency, quiet=args.quiet,
