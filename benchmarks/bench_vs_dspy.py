@@ -23,10 +23,13 @@ a small check of DSPy's chat path (chat/text x ChatAdapter/JSONAdapter).
     python benchmarks/bench_vs_dspy.py                       # defaults below, < 60 min
     python benchmarks/bench_vs_dspy.py --bank 40 --dev 6 --test 20 --budget 30 --deadline-min 58
     python benchmarks/bench_vs_dspy.py --full                # issue 11: test n=254, budget 200, see --full
+    python benchmarks/bench_vs_dspy.py --full --sitting-min 100   # one sitting of it; rerun to go on
     python benchmarks/bench_vs_dspy.py --quick               # a smoke run of the whole pipeline, < 2 min
 
 Writes benchmarks/results/vs_dspy.json, vs_dspy.md and vs_dspy.png (--quick: vs_dspy_quick.*,
-so the full results keep their names). The model is a
+--full: vs_dspy_full.*, so each keeps its names). --full keeps its state in
+benchmarks/results/vs_dspy_resume/ (vs_dspy/checkpoint.py): a kill or a deadline loses at most the
+question being answered, and the next run, on any machine with the committed state, goes on. The model is a
 270M base model, near chance on MedQA: this measures the machinery (budget honesty,
 calls, parse robustness) far more than it ranks the optimizers.
 """
@@ -42,11 +45,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import free_port  # noqa: E402
 from _proxy import CountingProxy  # noqa: E402
 
+from vs_dspy.checkpoint import Checkpoint  # noqa: E402
 from vs_dspy.context import Run, log, start_server  # noqa: E402
 from vs_dspy.dspy_side import compile_dspy, dspy_lm, dspy_metric, dspy_setup, to_examples  # noqa: E402
 from vs_dspy.mc_side import compile_medcompile, mc_lm  # noqa: E402
 from vs_dspy.reading import extract_letter, lenient_from_raw, options_text, raw_completions  # noqa: E402
 from vs_dspy.report import write_reports  # noqa: E402
+
+
+def _loader(kind: str, student_cls: Any) -> Callable[[Path], Any]:
+    """How a program saved by the resume state comes back (medcompile JSON, DSPy module state)."""
+    if kind == "mc":
+        from medcompile import load
+
+        return load
+
+    def load_dspy(path: Path) -> Any:
+        prog = student_cls()
+        prog.load(str(path))
+        return prog
+    return load_dspy
 
 
 # ---- main -------------------------------------------------------------------------------------
@@ -77,6 +95,12 @@ def main() -> int:
                     help="smoke run, < 2 min: medcompile few_shot vs DSPy LabeledFewShot (unless --only), bank 8, "
                          "dev 4, test 4, budget 8, DSPy max_tokens 32, whole run capped at 105 s, no chat check; "
                          "writes vs_dspy_quick.*. Its n resolves nothing: it checks the machinery")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep finished compiles and answers in benchmarks/results/vs_dspy_resume/<config hash>/ and "
+                         "go on from them (on with --full: a run longer than one sitting, on any machine)")
+    ap.add_argument("--sitting-min", type=float, default=None,
+                    help="with --full: stop after this many minutes (30%% kept for answering test questions); "
+                         "the next run goes on from the resume state")
     ap.add_argument("--full", action="store_true",
                     help="issue 11's setting: bank 200, dev 30, test 254 (the whole test split), budget 200, "
                          "compile wall 3600 s each, deadline 420 min (estimate on an idle 2-core box: 4-6 h)")
@@ -90,6 +114,9 @@ def main() -> int:
     if args.full:
         args.bank, args.dev, args.test, args.budget = 200, 30, 254, 200
         args.compile_wall, args.deadline_min, args.test_reserve_min = 3600.0, 420.0, 200.0
+        args.resume = True
+        if args.sitting_min:
+            args.deadline_min, args.test_reserve_min = args.sitting_min, 0.3 * args.sitting_min
     run = Run(args)
     only = set(filter(None, args.only.split(",")))
 
@@ -156,14 +183,27 @@ def main() -> int:
 
         test_reserve = 60 * args.test_reserve_min  # keep time for the test phase
         min_compile = min(60.0, args.compile_wall)  # the least time worth starting a compile with
+        ckpt = Checkpoint(args) if args.resume else None
+        if ckpt is not None:
+            log(f"resume state: {ckpt.folder} ({len(ckpt.records)} compile(s), {len(ckpt.answers)} answer(s))")
         for name, job in plan:
+            kind = "mc" if name.startswith("mc_") else "dspy"
+            got = ckpt.compiled(name, _loader(kind, Student)) if ckpt is not None else None
+            if got is not None:
+                run.results["compile"][name] = {**got[0], "resumed": "compiled in an earlier sitting"}
+                programs[name] = {"kind": kind, "prog": got[1]}
+                log(f"{name}: compiled in an earlier sitting, loaded")
+                continue
             if run.left() - test_reserve < min_compile:
                 run.results["compile"][name] = {"skipped": "deadline: no time left for this compile"}
                 log(f"skip {name}: deadline")
                 continue
             prog = job()
             if prog is not None:
-                programs[name] = {"kind": "mc" if name.startswith("mc_") else "dspy", "prog": prog}
+                programs[name] = {"kind": kind, "prog": prog}
+                if ckpt is not None and "error" not in run.results["compile"][name]:
+                    ckpt.save_compiled(name, run.results["compile"][name],
+                                       lambda path, _p=prog: _p.save(str(path)) if kind == "dspy" else _p.save(path))
             run.save()
 
         # ---- test: interleaved per question, so every program has the same n ---------------------
@@ -199,7 +239,7 @@ def main() -> int:
                     return letter, letter is None
                 runners[name] = r_dspy
 
-        per: dict[str, dict[str, Any]] = {n: {"answers": [], "correct": [], "abstained": 0, "wall_s": 0.0}
+        per: dict[str, dict[str, Any]] = {n: {"answers": [], "correct": [], "abstained": 0, "wall_s": 0.0, "calls": 0}
                                           for n in runners}
         chat_reserve = 60 * 4 if args.chat_check > 0 else 0
         t_q: list[float] = []
@@ -212,9 +252,23 @@ def main() -> int:
                 break
             tq = time.perf_counter()
             for name, fn in runners.items():
-                t = time.perf_counter()
-                ans, abst = fn(q)
-                per[name]["wall_s"] += time.perf_counter() - t
+                prev = ckpt.answer(name, q.id) if ckpt is not None else None
+                if prev is not None:  # answered in an earlier sitting
+                    ans, abst, wall, calls = prev["answer"], prev["abstained"], prev["wall_s"], prev["calls"]
+                    if name in lenient:
+                        lenient[name].append(prev["lenient"])
+                else:
+                    before = run.proxy.stats(f"test-{name}").calls
+                    t = time.perf_counter()
+                    ans, abst = fn(q)
+                    wall = time.perf_counter() - t
+                    calls = run.proxy.stats(f"test-{name}").calls - before
+                    if ckpt is not None:
+                        ckpt.add_answer({"program": name, "q": q.id, "answer": ans, "abstained": abst,
+                                         "wall_s": round(wall, 3), "calls": calls,
+                                         "lenient": lenient[name][-1] if name in lenient else None})
+                per[name]["wall_s"] += wall
+                per[name]["calls"] += calls
                 per[name]["answers"].append(ans)
                 per[name]["correct"].append(ans is not None and ans == q.answer)
                 per[name]["abstained"] += int(abst)
@@ -228,8 +282,8 @@ def main() -> int:
             c = per[name]["correct"]
             rec = run.results["test"].setdefault(name, {})
             rec.update({"n": len(c), "answers": per[name]["answers"], "correct": c,
-                        "abstained_or_unparsed": per[name]["abstained"], "proxy": st,
-                        "calls_per_question": round(st["calls"] / max(1, len(c)), 3),
+                        "abstained_or_unparsed": per[name]["abstained"], "proxy_this_sitting": st,
+                        "calls_per_question": round(per[name]["calls"] / max(1, len(c)), 3),
                         "wall_s": round(per[name]["wall_s"], 1)})
             if c:
                 rec["accuracy"] = accuracy_ci(c, seed=0).to_dict()

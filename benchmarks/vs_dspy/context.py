@@ -30,7 +30,8 @@ class Run:
                                         "test": {}, "comparisons": [], "chat_check": {}, "notes": []}
         self.server: subprocess.Popen | None = None
         self.proxy: CountingProxy | None = None
-        self.stem = "vs_dspy_quick" if args.quick else "vs_dspy"  # result file names
+        # result file names: a --full run (several sittings) keeps its own until it is complete
+        self.stem = "vs_dspy_quick" if args.quick else ("vs_dspy_full" if getattr(args, "full", False) else "vs_dspy")
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
