@@ -25,17 +25,21 @@ RECOMPILE = {"dspy_knn"}  # no model calls to compile, state not saveable
 
 
 class Checkpoint:
-    def __init__(self, args: Any) -> None:
+    def __init__(self, args: Any, root: Path = RESULTS) -> None:
         ident = {k: getattr(args, k) for k in IDENTITY}
         digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
-        self.folder = RESULTS / "vs_dspy_resume" / digest
+        self.folder = root / "vs_dspy_resume" / digest
         (self.folder / "programs").mkdir(parents=True, exist_ok=True)
         (self.folder / "config.json").write_text(json.dumps(ident, indent=1, sort_keys=True) + "\n")
         self.records: dict[str, dict[str, Any]] = _read_json(self.folder / "compile.json")
         self.answers: dict[tuple[str, str], dict[str, Any]] = {}
         path = self.folder / "answers.jsonl"
         if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
+            text = path.read_text(encoding="utf-8")
+            if text and not text.endswith("\n"):  # a line cut by a kill: drop it, so appends stay whole lines
+                text = text[:text.rfind("\n") + 1]
+                path.write_text(text, encoding="utf-8")
+            for line in text.splitlines():
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError:  # a line cut by a kill: answered again
