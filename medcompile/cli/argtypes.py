@@ -29,39 +29,30 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kw)
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1 (counts: --concurrency, --limit, --budget ...)."""
+def _whole(text: str, minimum: int, expected: str = "a whole number") -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}" if minimum == 1
+                                         else f"must be {minimum} or more, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (counts: --concurrency, --limit, --budget ...)."""
+    return _whole(text, 1)
 
 
 def non_negative_int(text: str) -> int:
     """A whole number >= 0 (0 turns an optional stage off)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+    return _whole(text, 0)
 
 
 def rounds_or_auto(text: str) -> int | None:
     """A whole number >= 0, or "auto" (None: the compile decides from its budget)."""
-    if text.strip().lower() == "auto":
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number or 'auto', got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+    return None if text.strip().lower() == "auto" else _whole(text, 0, "a whole number or 'auto'")
 
 
 def positive_float(text: str) -> float:
