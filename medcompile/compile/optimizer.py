@@ -27,14 +27,14 @@ from ..bank import Bank
 from ..exemplar import Exemplar
 from ..evaluate.stats import accuracy_ci
 from ..lm.base import LM, LMError, Usage
-from ..lm.meter import BudgetedLM, BudgetExceeded, MeteredLM
+from ..lm.meter import MeteredLM
 from ..modules.base import Module, Needs
 from ..program.program import Program
 from ..progress import log, progress_bar
 from ..question import Question
 from . import study as studies
 from .instructions import propose_instructions
-from .refine_instructions import baseline_scorer, refine_instructions, refinement_plan
+from .refine_instructions import refine_stage
 from .preflight import CompileError, backend_failed, check_data, check_program, metric_identity
 from .rationales import generate_rationales
 from .report import CompileReport, TrialRow
@@ -225,32 +225,16 @@ class Compiler:
                                                    seed=o.seed, consensus_of=room)
             calls += n
             log(f"instructions: {len(instructions)} candidate(s) after de-duplication", quiet=o.quiet)
-            instructions, calls = self._refine(instructions, rationales, calls)
+            if o.instruction_rounds != 0:  # stage 2b, opt-in: the instruction hill climb
+                banks = lambda: self._banks({"rationales": rationales})  # noqa: E731 - built only if it runs
+                instructions, calls = refine_stage(self.declared, _seeded_order(self.train, o.seed + 2), self.lm,
+                                                   banks, self.metric, o, instructions, calls)
         u = _logical(before, self.lm.snapshot())
         # Logical calls as measured: a rationale whose reply has no option key costs a follow-up call.
         prep = {"rationales": rationales, "rationale_stats": stats, "instructions": instructions,
                 "calls": max(calls, int(u["calls"])), "usage": u}
         studies.put_json(study, "prep", prep)
         return prep
-
-    def _refine(self, candidates: list[str], rationales: dict[str, str], calls: int) -> tuple[list[str], int]:
-        """Stage 2b: the instruction hill climb (`refine_instructions`), when the budget pays for it."""
-        o = self.opts
-        pool = _seeded_order(self.train, o.seed + 2)
-        plan = refinement_plan(o.budget, len(candidates), o.instruction_rounds, len(pool))
-        if plan is None:
-            return candidates, calls
-        budget = BudgetedLM(self.lm, max(0, o.budget - calls))
-        score = baseline_scorer(self.declared.root, self.declared, self._banks({"rationales": rationales}), self.lm,
-                                budget, self.metric, o.seed, o.concurrency)
-        try:
-            chosen = refine_instructions(candidates, pool[:plan.questions], score, budget, rounds=plan.rounds,
-                                         keep=len(candidates), seed=o.seed, log=lambda m: log(m, quiet=o.quiet))[0]
-        except BudgetExceeded:  # a safety net: the plan fits the budget
-            chosen = candidates
-        log(f"instructions: {plan.rounds} refinement round(s) on {plan.questions} training questions, "
-            f"{budget.calls} calls", quiet=o.quiet)
-        return chosen, calls + budget.calls
 
     def _banks(self, prep: dict[str, Any]) -> BankChoice:
         full = Bank([Exemplar(q) for q in self.train], _embedder_settings(self.opts.embedder))

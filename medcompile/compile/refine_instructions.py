@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from ..lm.base import LM, LMError, LMRequest, Message
-from ..lm.meter import BudgetedLM, MeteredLM
+from ..lm.meter import BudgetedLM, BudgetExceeded, MeteredLM
 from ..modules.base import Module, derive_seed
 from ..program.program import Program
+from ..progress import log as progress_log
 from ..question import Question
 from .instructions import clean, normalise
 from .space import BankChoice, baseline_params, collect_space
@@ -137,6 +138,26 @@ def baseline_scorer(root: Module, program: Program, banks: BankChoice, lm: Meter
     return score
 
 
+def refine_stage(program: Program, pool: Sequence[Question], lm: MeteredLM, banks: Callable[[], BankChoice],
+                 metric: Callable, opts: Any, candidates: list[str], calls: int) -> tuple[list[str], int]:
+    """The compile's stage 2b: refine `candidates` when `opts.instruction_rounds` asks for it and the
+    budget pays; (the candidates for the search, the preparation calls so far)."""
+    plan = refinement_plan(opts.budget, len(candidates), opts.instruction_rounds, len(pool))
+    if plan is None:
+        return candidates, calls
+    budget = BudgetedLM(lm, max(0, opts.budget - calls))
+    score = baseline_scorer(program.root, program, banks(), lm, budget, metric, opts.seed, opts.concurrency)
+    try:
+        chosen = refine_instructions(candidates, pool[:plan.questions], score, budget, rounds=plan.rounds,
+                                     keep=len(candidates), seed=opts.seed,
+                                     log=lambda m: progress_log(m, quiet=opts.quiet))[0]
+    except BudgetExceeded:  # a safety net: the plan fits the budget
+        chosen = candidates
+    progress_log(f"instructions: {plan.rounds} refinement round(s) on {plan.questions} training questions, "
+                 f"{budget.calls} calls", quiet=opts.quiet)
+    return chosen, calls + budget.calls
+
+
 def _ask(leader: Scored, questions: Sequence[Question], lm: LM, seed: int) -> str | None:
     wrong = [q for q, ok in zip(questions, leader.correct) if not ok][:3]
     shown = "\n\n".join(f"Question: {q.question}\n" + "\n".join(f"{k}. {v}" for k, v in q.options.items())
@@ -158,4 +179,5 @@ def _ask(leader: Scored, questions: Sequence[Question], lm: LM, seed: int) -> st
     return clean(m.group(1) if m else reply)
 
 
-__all__ = ["REFINE_PROMPT", "RefinementPlan", "Scored", "baseline_scorer", "refine_instructions", "refinement_plan"]
+__all__ = ["REFINE_PROMPT", "RefinementPlan", "Scored", "baseline_scorer", "refine_instructions", "refine_stage",
+           "refinement_plan"]
