@@ -40,9 +40,10 @@ REFINE_PROMPT = (
     "Better instruction:\n```\n"
 )
 _FENCED = re.compile(r"```(?:[a-z]*\n)?(.*?)(?:```|$)", re.S)
-SHARE = 0.2  # of the compile budget, at most
+SHARE = 0.2  # of the compile budget, when the rounds are left to the compile ("auto")
+MAX_SHARE = 0.5  # of the compile budget, at most, whatever was asked: the search needs the rest
 QUESTIONS = 10  # training questions every candidate is scored on
-MIN_ROUNDS = 2  # fewer affordable rounds than this: no refinement stage
+MIN_ROUNDS = 2  # "auto" affording fewer rounds than this: no refinement stage
 
 
 @dataclass(frozen=True)
@@ -50,22 +51,21 @@ class RefinementPlan:
     questions: int
     rounds: int
 
-    @property
-    def calls(self) -> int:
-        return self.rounds * (self.questions + 1)
-
 
 def refinement_plan(budget: int, candidates: int, rounds: int | None, n_train: int) -> RefinementPlan | None:
     """How many questions and rounds fit; None when refinement is off or unaffordable.
-    `rounds` None: as many as `SHARE` of the budget pays for after scoring the candidates."""
+    `rounds` None: as many as `SHARE` of the budget pays for after scoring the candidates;
+    asked-for rounds are capped at what `MAX_SHARE` pays for."""
     m = min(QUESTIONS, n_train)
     if m < 4 or rounds == 0:
         return None
+    affordable = lambda share: int(budget * share) // (m + 1) - candidates  # noqa: E731
     if rounds is None:
-        rounds = int(budget * SHARE) // (m + 1) - candidates
-    if rounds < MIN_ROUNDS:
-        return None
-    return RefinementPlan(questions=m, rounds=rounds)
+        rounds = affordable(SHARE)
+        if rounds < MIN_ROUNDS:
+            return None
+    rounds = min(rounds, affordable(MAX_SHARE))
+    return RefinementPlan(questions=m, rounds=rounds) if rounds >= 1 else None
 
 
 @dataclass
@@ -117,8 +117,8 @@ def refine_instructions(candidates: Sequence[str], questions: Sequence[Question]
     return chosen, pool, calls
 
 
-def baseline_scorer(root: Module, program: Program, banks: BankChoice, lm: MeteredLM, budget: BudgetedLM,
-                    metric: Callable, seed: int, concurrency: int) -> Score:
+def baseline_scorer(root: Module, program: Program, banks: BankChoice, budget: BudgetedLM, metric: Callable,
+                    seed: int, concurrency: int) -> Score:
     """`score` for `refine_instructions`: the program's cheapest configuration with the given
     instruction, run through `budget` (so the stage cannot overspend)."""
     from .search import configure  # noqa: PLC0415 - search imports the compile's other stages
@@ -146,7 +146,7 @@ def refine_stage(program: Program, pool: Sequence[Question], lm: MeteredLM, bank
     if plan is None:
         return candidates, calls
     budget = BudgetedLM(lm, max(0, opts.budget - calls))
-    score = baseline_scorer(program.root, program, banks(), lm, budget, metric, opts.seed, opts.concurrency)
+    score = baseline_scorer(program.root, program, banks(), budget, metric, opts.seed, opts.concurrency)
     try:
         chosen = refine_instructions(candidates, pool[:plan.questions], score, budget, rounds=plan.rounds,
                                      keep=len(candidates), seed=opts.seed,

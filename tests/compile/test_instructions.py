@@ -67,6 +67,8 @@ def test_refinement_plan_fits_the_budget_share():
     assert (plan.rounds + 4) * plan.questions + plan.rounds <= 0.2 * 400
     assert refinement_plan(1000, 4, None, 500).rounds == 14
     assert refinement_plan(1000, 4, 0, 500) is None and refinement_plan(1000, 4, 5, 3) is None
+    assert refinement_plan(400, 4, 50, 500).rounds == 200 // 11 - 4  # asked-for rounds: at most half the budget
+    assert refinement_plan(60, 4, 3, 500) is None  # half of 60 calls cannot even score the candidates
     assert "```" in REFINE_PROMPT
 
 

@@ -60,7 +60,7 @@ def test_instruction_refinement_round_on_local_model(real_cache_dir):
     lm = wrap_lm(make_lm("local"), cache_dir=real_cache_dir)
     budget = BudgetedLM(lm, 20)
     empty = Bank([])
-    score = baseline_scorer(prog.root, prog, BankChoice(full=empty, cot=empty), lm, budget, accuracy_metric, 0, 1)
+    score = baseline_scorer(prog.root, prog, BankChoice(full=empty, cot=empty), budget, accuracy_metric, 0, 1)
     user = prog.signature.instruction
     chosen, pool, calls = refine_instructions([user], qs, score, budget, rounds=1, keep=2, seed=0)
     assert calls == 1 and chosen[0] == user and pool[0].origin == "user"
