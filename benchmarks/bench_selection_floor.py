@@ -79,16 +79,6 @@ def floor_cell(profile: Any, seed: int, dev_sizes: list[int], replicates: int, i
     return rows
 
 
-def t_ci(xs: list[float]) -> tuple[float, float, float]:
-    from scipy import stats
-
-    m = statistics.mean(xs)
-    if len(xs) < 2:
-        return m, m, m
-    h = stats.t.ppf(0.975, len(xs) - 1) * statistics.stdev(xs) / len(xs) ** 0.5
-    return m, m - h, m + h
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=5)
@@ -100,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                          "(oracle), or the user's only (user: adds what instruction discovery would have found)")
     ap.add_argument("--quick", action="store_true")
     a = ap.parse_args(argv)
+    from regret.stats import mean_ci
     from regret.world import profile_name, resolve_profiles
 
     names = [p for p in a.profiles.split(",") if p]
@@ -128,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         cells = []
         for n in sizes:
             xs = [r["regret_mean"] for r in rows if r["profile"] == profile_name(p) and r["dev_n"] == min(n, 254)]
-            m, lo, hi = t_ci(xs)
+            c = mean_ci(xs)
+            m, lo, hi = (c.mean, c.low, c.high) if c.n > 1 else (c.mean, c.mean, c.mean)
             cells.append(f"{m:.1f} [{lo:.1f}, {hi:.1f}] ({len(xs)} seeds)")
         md.append(f"| {profile_name(p)} | " + " | ".join(cells) + " |")
     (RESULTS / f"{name}.md").write_text("\n".join(md) + "\n", encoding="utf-8")
