@@ -18,7 +18,8 @@ from ..lm.meter import BudgetExceeded
 from ..program.program import Program
 from ..progress import log
 from . import study as studies
-from .ledger import leader, measured_cost, scored, trial_params
+from .ledger import leader, measured_cost, score_rows, scored, trial_params
+from .pooled import pooled_scores
 from .search import config_key, configure, usage_dict
 from .selection import Candidate, DevSplit
 from .space import BankChoice, Param, baseline_params
@@ -38,15 +39,19 @@ class Confirmation:
 
 
 def finalists(study: optuna.Study, space: list[Param], banks: BankChoice, root: Any, seed: int, n_search: int,
-              top: int) -> tuple[list[optuna.trial.FrozenTrial], str]:
+              top: int, pool_effects: bool = False) -> tuple[list[optuna.trial.FrozenTrial], str]:
     """(trials to confirm, canonical key of the cheapest configuration): the cheapest
-    first, then the best `top` distinct configurations on the search questions."""
+    first, then the best `top` distinct configurations on the search questions (by their
+    own scores, or with `pool_effects` by the additive model of every trial's, `pooled`)."""
     base_key = config_key(configure(root, baseline_params(root, space), banks, seed))
     pool = scored(study, n_search)
     first: dict[str, optuna.trial.FrozenTrial] = {}
     for t in pool:
         first.setdefault(t.user_attrs["canonical"], t)
-    ranked = sorted(first.values(), key=lambda t: (-_mean(t.user_attrs["scores"]), measured_cost(t), t.number))
+    score = {t.number: _mean(t.user_attrs["scores"]) for t in first.values()}
+    if pool_effects:
+        score = pooled_scores(score_rows(studies.finished_trials(study), space))
+    ranked = sorted(first.values(), key=lambda t: (-score[t.number], measured_cost(t), t.number))
     out = [first[base_key]] if base_key in first else []
     out += [t for t in ranked if t.user_attrs["canonical"] != base_key][:top]
     return out, base_key
@@ -72,7 +77,8 @@ def run_confirmation(c: "Compiler", study: optuna.Study, space: list[Param], ban
                      prep: dict[str, Any], split: DevSplit, search_calls: int) -> Confirmation:
     o = c.opts
     root = c.declared.root
-    trials, base_key = finalists(study, space, banks, root, o.seed, len(split.search), o.confirm_top)
+    trials, base_key = finalists(study, space, banks, root, o.seed, len(split.search), o.confirm_top,
+                                 o.pool_effects)
     out = Confirmation()
     for t in trials:
         key = t.user_attrs["canonical"]

@@ -73,6 +73,14 @@ def scored(study: optuna.Study, n: int) -> list[optuna.trial.FrozenTrial]:
             if t.state == TrialState.COMPLETE and not is_repeat(t) and len(t.user_attrs.get("scores", [])) >= n]
 
 
+def score_rows(trials: list[optuna.trial.FrozenTrial], space: list[Param]
+               ) -> list[tuple[int, dict[str, Any], list[float]]]:
+    """(number, params, per-question search scores) of every trial with scores (pruned
+    ones' prefixes too), repeats left out: the data of the pooled model (`pooled`)."""
+    return [(t.number, trial_params(t, space), list(t.user_attrs["scores"])) for t in trials
+            if t.user_attrs.get("scores") and not is_repeat(t)]
+
+
 def measured_cost(t: optuna.trial.FrozenTrial) -> float:
     n = len(t.user_attrs.get("scores", []))
     return t.user_attrs["calls"] / n if n else float(t.user_attrs.get("cpq", 0.0))

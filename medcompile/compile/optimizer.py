@@ -130,6 +130,7 @@ class Compiler:
             "select": [self.opts.select_rule, self.opts.select_alpha, self.opts.reserve_finalists,
                        self.opts.select_on, self.opts.try_declared, self.opts.patient_racing, self.opts.scale_last,
                        self.opts.screen],
+            **({"pool_effects": True} if self.opts.pool_effects else {}),
         }
 
     def study_name(self) -> str:

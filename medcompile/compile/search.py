@@ -28,7 +28,8 @@ from ..progress import log, progress_bar
 from . import study as studies
 from .design import SCALED_ATTR, combine_screened, cost_keys, openings, scale_leader, set_aside, with_sizes
 from .ledger import (as_reference, finished_in_order, is_misfit, is_repeat, leader, mean, measured_cost, n_done,
-                     raw_value, scored, spent, takes_slot, trailing, trial_params)
+                     raw_value, score_rows, scored, spent, takes_slot, trailing, trial_params)
+from .pooled import pooled_best
 from .selection import DevSplit, Reference, race, race_note
 from .space import (BankChoice, Param, active_params, apply, baseline_params, canonical, count_configurations,
                     declared_params, simplest_choice)
@@ -106,6 +107,9 @@ def run_search(c: "Compiler", study: optuna.Study, space: list[Param], banks: Ba
                 nxt = next((ps for ps, k in plan if k not in seen), None)
                 if nxt is None and o.screen:
                     nxt = combine_screened(done, root, space, base, base_key, plan_keys)
+                    nxt = None if nxt is None or config_key(configure(root, nxt, banks, o.seed)) in seen else nxt
+                if nxt is None and o.pool_effects:  # the additive model's best, while untried
+                    nxt = pooled_best(root, space, score_rows(done, space))
                     nxt = None if nxt is None or config_key(configure(root, nxt, banks, o.seed)) in seen else nxt
                 if nxt is not None:
                     study.enqueue_trial({k: raw_value(space, k, v) for k, v in nxt.items()})

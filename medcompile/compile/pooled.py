@@ -1,0 +1,105 @@
+"""Pooled effect estimates: each trial's search score, smoothed by what every trial says.
+
+A trial's own score rests on a few dozen search questions, so ranking trials by it
+picks whichever was luckiest. Prompt choices act roughly additively (an ensemble of a
+better prompt is a better ensemble; chain of thought helps or hurts a model much the
+same whatever the instruction), so an additive model fitted to every scored question
+of every trial, with one effect per question (all trials answer the same search
+questions in the same order, so questions pair) and one per choice value, estimates
+each choice's effect from all the trials that differ in it. A trial's pooled score is
+that model's prediction for its configuration.
+
+On the simulated profiles, picking by such a model instead of by each configuration's
+own score lowers the regret of an idealised optimizer that scores every configuration
+on 40 dev questions from 2.2-6.1 to 0.3-1.0 points (`benchmarks/bench_selection_floor.py
+--rule additive`). With `pool_effects`, the search proposes the configuration the model
+predicts best whenever it has not been tried, and the finalists to confirm are ranked
+by pooled score.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..modules.base import Module
+from .space import Param, active_params, simplest_choice
+
+
+Row = tuple[int, dict[str, Any], Sequence[float]]  # (trial number, params, per-question search scores)
+
+
+def _level(value: Any) -> str:
+    return repr(value)
+
+
+@dataclass(frozen=True)
+class Fit:
+    """The additive model: a base score and one effect per (choice, value) seen."""
+
+    base: float
+    effects: dict[tuple[str, str], float]  # (choice key, repr(value)) -> effect; a choice's first value is 0
+
+    def predict(self, params: dict[str, Any], keys: Sequence[str]) -> float:
+        return self.base + sum(self.effects.get((k, _level(params.get(k))), 0.0) for k in keys)
+
+
+def fit(rows: Sequence[Row]) -> tuple[Fit, list[str]] | None:
+    """Least-squares fit of question effects + main effects to every scored question of
+    every row (None with fewer than two rows). Scores pair by position (question i of
+    every row is the same question). A choice a row does not have (inactive) is a value of
+    its own. When the rows cannot separate every effect, the minimum-norm solution shrinks
+    the effects no pair of rows isolates toward zero. `base` averages the question effects,
+    so predictions read like a mean score over the search questions."""
+    rows = [r for r in rows if len(r[2])]
+    if len(rows) < 2:
+        return None
+    keys = sorted({k for _, ps, _ in rows for k in ps})
+    seen = {k: sorted({_level(ps.get(k)) for _, ps, _ in rows}) for k in keys}
+    levels = [(k, v) for k in keys for v in seen[k][1:]]
+    n_q = max(len(s) for _, _, s in rows)
+    design = np.array([[float(_level(ps.get(k)) == v) for k, v in levels] for _, ps, _ in rows]).reshape(
+        len(rows), len(levels))
+    x = np.zeros((sum(len(s) for _, _, s in rows), n_q + len(levels)))
+    y = np.zeros(len(x))
+    i = 0
+    for r, (_, _, scores) in enumerate(rows):
+        for q, sc in enumerate(scores):
+            x[i, q], x[i, n_q:], y[i] = 1.0, design[r], float(sc)
+            i += 1
+    beta = np.linalg.lstsq(x, y, rcond=None)[0]
+    effects = {lv: round(float(b), 9) for lv, b in zip(levels, beta[n_q:])}
+    effects.update({(k, seen[k][0]): 0.0 for k in keys})
+    return Fit(round(float(np.mean(beta[:n_q])), 9), effects), keys
+
+
+def pooled_scores(rows: Sequence[Row]) -> dict[int, float]:
+    """{trial number: the additive model's prediction for its configuration}; each row's
+    own mean when there are too few rows to fit."""
+    got = fit(rows)
+    if got is None:
+        return {n: float(np.mean(s)) for n, _, s in rows if len(s)}
+    model, keys = got
+    return {n: round(model.predict(ps, keys), 9) for n, ps, s in rows if len(s)}
+
+
+def pooled_best(root: Module, space: list[Param], rows: Sequence[Row]) -> dict[str, Any] | None:
+    """The configuration the additive model predicts best: each choice (in space order,
+    only those still active) at its value of largest effect among the values the trials
+    tried (untried values are left to the search to explore). None without a fit."""
+    got = fit(rows)
+    if got is None:
+        return None
+    model, _ = got
+
+    def pick(p: Param) -> Any:
+        tried = [c for c in p.choices if (p.key, _level(c)) in model.effects]
+        if not tried:
+            return simplest_choice(p)
+        return max(tried, key=lambda c: (model.effects[(p.key, _level(c))], -p.choices.index(c)))
+
+    return active_params(root, space, pick)
+
+
+__all__ = ["Fit", "fit", "pooled_best", "pooled_scores"]
