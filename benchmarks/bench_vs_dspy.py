@@ -7,13 +7,15 @@ for both. medcompile uses make_lm('openai/gemma', api_base=..., mode='text'); DS
 dspy.LM('openai/gemma', api_base=..., model_type='text') with its default ChatAdapter.
 
 Compiled: medcompile `medprompt` and `few_shot` (ready-made programs); DSPy
-LabeledFewShot, BootstrapFewShot, KNNFewShot and MIPROv2(auto='light') on
+LabeledFewShot, BootstrapFewShot, KNNFewShot and MIPROv2 on
 dspy.Predict(question, options -> answer). Then every program answers the same test
 questions (interleaved, so a deadline stop keeps the comparison paired). DSPy is read
 two ways: as its users meet it (the default ChatAdapter's parsed `answer` field) and
 leniently, from its raw completion with medcompile's own answer parser, so parsing is
 not the whole story. MIPROv2 runs with auto=None and a setting sized to finish inside
-the budget (--mipro-* flags; labeled demos only, no data/program-aware proposer calls).
+the budget (--mipro-* flags; labeled demos only, no data/program-aware proposer calls),
+and its instruction proposer's unparseable replies taken whole as proposals
+(`vs_dspy.dspy_side.lenient_proposals`: otherwise the first one fails the compile).
 Accuracy
 with a bootstrap 95% CI, a paired comparison (evaluate.stats.compare: paired
 bootstrap CI of the difference + exact McNemar) of each medcompile program against
@@ -47,7 +49,7 @@ from _proxy import CountingProxy  # noqa: E402
 
 from vs_dspy.checkpoint import Checkpoint  # noqa: E402
 from vs_dspy.context import Run, log, start_server  # noqa: E402
-from vs_dspy.dspy_side import compile_dspy, dspy_lm, dspy_metric, dspy_setup, to_examples  # noqa: E402
+from vs_dspy.dspy_side import compile_dspy, dspy_lm, dspy_metric, dspy_setup, lenient_proposals, to_examples  # noqa: E402
 from vs_dspy.mc_side import compile_medcompile, mc_lm  # noqa: E402
 from vs_dspy.reading import extract_letter, lenient_from_raw, options_text, raw_completions  # noqa: E402
 from vs_dspy.report import write_reports  # noqa: E402
@@ -179,7 +181,7 @@ def main() -> int:
                         minibatch_size=args.mipro_minibatch, minibatch_full_eval_steps=args.mipro_trials,
                         program_aware_proposer=False, data_aware_proposer=False, tip_aware_proposer=True,
                         fewshot_aware_proposer=False),
-                Student, ChatA, train_ex, dev_ex)))
+                Student, lenient_proposals(ChatA), train_ex, dev_ex)))
 
         test_reserve = 60 * args.test_reserve_min  # keep time for the test phase
         min_compile = min(60.0, args.compile_wall)  # the least time worth starting a compile with

@@ -57,6 +57,29 @@ def dspy_setup():  # noqa: ANN201
     return dspy, Student, CountingChatAdapter, CountingJSONAdapter
 
 
+def lenient_proposals(adapter_cls):  # noqa: ANN001, ANN201
+    """`adapter_cls` that takes a reply it cannot parse whole as the proposed instruction
+    when (and only when) the signature is MIPROv2's instruction proposer's (its one output
+    field `proposed_instruction`). MIPROv2 does not guard its proposer calls: one reply out
+    of ChatAdapter's format sends the JSONAdapter fallback a `response_format`, which a text
+    completion endpoint refuses, and the whole compile fails (seen at its first proposal on
+    this base model). The task's own predictions are parsed exactly as with the default."""
+
+    class LenientProposals(adapter_cls):
+        lenient_proposals = 0
+
+        def parse(self, signature, completion):  # noqa: ANN001, ANN201
+            try:
+                return super().parse(signature, completion)
+            except Exception:
+                if list(signature.output_fields) != ["proposed_instruction"] or not completion.strip():
+                    raise
+                self.lenient_proposals += 1
+                return {"proposed_instruction": completion.strip()}
+
+    return LenientProposals
+
+
 def dspy_lm(run: Run, phase: str, budget: int | None, wall: float | None, model_type: str = "text"):  # noqa: ANN201
     import dspy
 
@@ -98,6 +121,8 @@ def compile_dspy(run: Run, name: str, make: Callable[[], Any], student_cls, adap
     rec["dspy_history_calls"] = len(lm.history)
     rec["adapter_parses"] = adapter.parses
     rec["adapter_parse_failures"] = adapter.parse_failures
+    if hasattr(adapter, "lenient_proposals"):
+        rec["proposals_read_leniently"] = adapter.lenient_proposals
     rec["within_budget"] = rec["proxy"]["calls"] <= a.budget
     rec["wanted_more_than_budget"] = rec["proxy"]["refused"] > 0
     if prog is not None:

@@ -59,7 +59,12 @@ def write_reports(run: Run) -> None:
               "- DSPy: `dspy.Predict(question, options -> answer)`, `dspy.LM('openai/gemma', model_type='text', "
               f"max_tokens={c['dspy_max_tokens']}, cache=False)`, default ChatAdapter; LabeledFewShot(k=4), "
               "BootstrapFewShot(4 bootstrapped, 4 labeled), KNNFewShot(k=3, WordLlama vectors, bootstraps on the "
-              "neighbours at inference time), MIPROv2(auto='light', num_threads=1). "
+              "neighbours at inference time), "
+              f"MIPROv2(auto=None, num_candidates={c.get('mipro_candidates')}, num_trials={c.get('mipro_trials')}, "
+              f"minibatch_size={c.get('mipro_minibatch')}, labeled demos only, tip-aware proposer only, num_threads=1; "
+              "a proposer reply ChatAdapter cannot parse is taken whole as the proposed instruction, since its "
+              "JSONAdapter fallback sends `response_format` to the text endpoint, which refuses it, and MIPROv2 "
+              "does not guard its proposer: the whole compile failed at its first proposal). "
               f"max_errors={c['dspy_max_errors']}: with DSPy's default (10) BootstrapFewShot aborts on this model.",
               "- 'no answer': no option letter could be read (DSPy: adapter parse failure, failed JSON fallback, "
               "or an empty/letterless answer field; medcompile: abstention).",
