@@ -26,7 +26,7 @@ questions as `bench_optimizer_regret.py`.
     python benchmarks/bench_selection_floor.py --budget 250 --dev 40   # only 250 calls to score with
     python benchmarks/bench_selection_floor.py --quick         # 1 profile, 1 seed, n = 40
 
-Writes benchmarks/results/selection_floor.{json,md} (selection_floor_user_instruction.* with
+Writes benchmarks/results/selection_floor.{json,md,png} (selection_floor_user_instruction.* with
 --instructions user, selection_floor_additive.* with --rule additive; --quick adds _quick).
 """
 from __future__ import annotations
@@ -148,6 +148,53 @@ def floor_cell(profile: Any, seed: int, dev_sizes: list[int], replicates: int, i
     return rows
 
 
+Cell = tuple[float, float, float, int]  # mean, CI low, CI high, seeds
+
+
+def summarise(rows: list[dict[str, Any]], profiles: list[str], sizes: list[int], rules: list[str]
+              ) -> dict[str, dict[tuple[int, str], Cell]]:
+    """{profile: {(n, rule): mean regret over seeds with its t 95% CI}}, in table order."""
+    from regret.stats import mean_ci
+
+    out: dict[str, dict[tuple[int, str], Cell]] = {}
+    for prof in profiles:
+        out[prof] = {}
+        for n in sizes:
+            for rule in rules:
+                xs = [r["regret_mean"] for r in rows if r["profile"] == prof and r["dev_n"] == min(n, 254)
+                      and r["rule"] == rule]
+                c = mean_ci(xs)
+                out[prof][(n, rule)] = (c.mean, c.low, c.high, len(xs)) if c.n > 1 else (c.mean, c.mean, c.mean, len(xs))
+    return out
+
+
+def plot(table: dict[str, dict[tuple[int, str], Cell]], path: Path, title: str) -> None:
+    """Grouped bars: one group per profile, one bar per (n, rule), with the CI as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    profiles = list(table)
+    columns = list(next(iter(table.values())))
+    width = 0.8 / max(1, len(columns))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(profiles)), 4.0))
+    for j, col in enumerate(columns):
+        ms = [table[p][col][0] for p in profiles]
+        err = [[table[p][col][0] - table[p][col][1] for p in profiles],
+               [table[p][col][2] - table[p][col][0] for p in profiles]]
+        ax.bar([i + j * width for i in range(len(profiles))], ms, width, yerr=err, capsize=2,
+               label=f"n = {col[0]}, {col[1]}")
+    ax.axhline(2.0, color="grey", linestyle="--", linewidth=0.8)
+    ax.set_xticks([i + width * (len(columns) - 1) / 2 for i in range(len(profiles))], profiles, rotation=20, fontsize=8)
+    ax.set_ylabel("regret, accuracy points")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=5)
@@ -165,7 +212,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-config", type=int, default=8, help="dev questions per configuration with --budget")
     ap.add_argument("--quick", action="store_true")
     a = ap.parse_args(argv)
-    from regret.stats import mean_ci
     from regret.world import profile_name, resolve_profiles
 
     names = [p for p in a.profiles.split(",") if p]
@@ -202,17 +248,12 @@ def main(argv: list[str] | None = None) -> int:
              if a.budget else ""), "",
           "| profile | " + " | ".join(f"n = {n}" + (f", {r}" if len(rules) > 1 else "") for n in sizes for r in rules)
           + " |", "|---|" + "---|" * (len(sizes) * len(rules))]
-    for p in profiles:
-        cells = []
-        for n in sizes:
-            for rule in rules:
-                xs = [r["regret_mean"] for r in rows if r["profile"] == profile_name(p) and r["dev_n"] == min(n, 254)
-                      and r["rule"] == rule]
-                c = mean_ci(xs)
-                m, lo, hi = (c.mean, c.low, c.high) if c.n > 1 else (c.mean, c.mean, c.mean)
-                cells.append(f"{m:.1f} [{lo:.1f}, {hi:.1f}] ({len(xs)} seeds)")
-        md.append(f"| {profile_name(p)} | " + " | ".join(cells) + " |")
+    table = summarise(rows, [profile_name(p) for p in profiles], sizes, rules)
+    for prof, cells in table.items():
+        md.append(f"| {prof} | " + " | ".join(f"{m:.1f} [{lo:.1f}, {hi:.1f}] ({k} seeds)"
+                                            for (m, lo, hi, k) in cells.values()) + " |")
     (RESULTS / f"{name}.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+    plot(table, RESULTS / f"{name}.png", "idealised optimizer: regret of its pick (points, t 95% CI over seeds)")
     save_json(f"{name}.json", {"rows": rows, "dev_sizes": sizes, "replicates": a.replicates, "seeds": a.seeds})
     print("\n".join(md))
     return 0
