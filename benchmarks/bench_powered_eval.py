@@ -210,6 +210,28 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
+def compiled_programs(folder: Path) -> list[str]:
+    """A table of the compiled programs: what each chose, on how many dev questions, and
+    what its compile spent against its budget (an overspend is flagged, with its cause)."""
+    reports = sorted(folder.glob("*/*.report.json"))
+    if not reports:
+        return []
+    lines = ["## Compiled programs", "", "| family | program | chosen | calls/q | dev accuracy (95% CI), n | "
+             "compile calls / budget |", "|---|---|---|---:|---|---|"]
+    for path in reports:
+        info = json.loads(path.read_text(encoding="utf-8"))["compile"]
+        b, dev = info["budget"], info["dev"]
+        chosen = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in info["chosen"].items())
+        ci = f" ({_pct(dev['ci95'][0])}-{_pct(dev['ci95'][1])})" if "ci95" in dev else ""
+        spent = f"{b['spent_calls']} / {b['max_calls']}"
+        if b["spent_calls"] > b["max_calls"]:
+            spent += (" **over**: compiled before the fix (a4af2af) that counts rationale follow-up calls against "
+                      "the budget" if "preparation_calls" not in b else " **over budget**")
+        lines.append(f"| {path.parent.name} | {path.name.split('.')[0]} | {chosen} | {info['calls_per_question']:g} | "
+                     f"{_pct(dev['score'])}{ci}, n = {dev['n']} | {spent} |")
+    return lines + [""]
+
+
 def write_markdown(out: Path) -> Path | None:
     """answer_methods.md and powered.md from the JSON rows (whatever exists so far)."""
     lines = ["# Powered evaluation on the embedded model", "", f"_{WORDING}_", ""]
@@ -248,6 +270,7 @@ def write_markdown(out: Path) -> Path | None:
         if d.get("missing"):
             lines += ["", "Not run: " + ", ".join(d["missing"])]
         lines.append("")
+    lines += compiled_programs(out / "programs")
     if len(lines) <= 4:
         return None
     path = out / "README.md"
