@@ -28,7 +28,7 @@ class CompileOptions:
     scale_last: bool = False  # search at one call a question, then try the leader at its declared sizes
     patient_racing: bool = True  # a costlier candidate is stopped only when significantly worse
     reserve_finalists: bool = False  # the search keeps room to confirm every finalist, not only the leader
-    pool_effects: bool = False  # finalists ranked by an additive model of every trial's scores (`pooled`)
+    pool_effects: bool = False  # an additive model of every trial's answers ranks finalists, proposes (`pooled`)
     n_instructions: int = 3
     instruction_consensus: int = 0  # > n_instructions: draw this many proposals, add their consensus
     # Instruction hill climb (`refine_instructions`): rounds, or None for what a fifth of the budget
