@@ -6,14 +6,15 @@ it has the best reachable instruction among its candidates (the oracle's own set
 scores *every* configuration of the end-to-end search space on all n dev questions for
 free, and it picks the best dev score (ties: fewer calls). Its regret (oracle minus the
 expected test accuracy of its pick) comes only from choosing on n questions; no budget,
-search order or instruction discovery is involved.
+search order or instruction discovery is involved. A real optimizer spends its budget
+to score only some configurations, so where this floor is above a target, no choice
+rule that reads n dev questions can be expected to meet it.
 
 `--rule additive` adds a second pick from the same scores: the best configuration by an
 additive (main effects) model fitted to all configurations' dev scores, so each choice's
 effect is estimated from every configuration that differs in it (pooled), not from one
-configuration's own n questions. It measures what pooling across configurations buys. A real optimizer spends its budget
-to score only some configurations, so where this floor is above a target, no choice
-rule that reads n dev questions can be expected to meet it.
+configuration's own n questions. It measures what pooling across configurations buys.
+`--budget B` takes the free scoring away: only B calls of it (see `budgeted_picks`).
 
 Dev scores are the simulator's own answers on n dev questions (the oracle's vectorised
 mirror, `replicates` independent realisations of the model's per-prompt noise, each a
@@ -127,8 +128,9 @@ def floor_cell(profile: Any, seed: int, dev_sizes: list[int], replicates: int, i
         test = np.array([r.expected_accuracy for r in o.rows])
         chosen: dict[str, list[int]] = {}
         if budget:
+            design = main_effects(o.rows)[:, 1:]  # the question effects replace the intercept
             for j in range(replicates):
-                got = budgeted_picks(outcomes[:, j, :], main_effects(o.rows)[:, 1:], cost, budget, per_config,
+                got = budgeted_picks(outcomes[:, j, :], design, cost, budget, per_config,
                                      random.Random(1000 * seed + j))
                 for name, c in got.items():
                     chosen.setdefault(name, []).append(c)
