@@ -30,6 +30,27 @@ from medcompile.lm.base import LMError, LMRequest, LMResponse, Mode
 from medcompile.lm.choices import log_softmax, pick_choice, score_choices
 
 
+THREADS_ENV = "MEDCOMPILE_LLAMA_THREADS"
+
+
+def default_threads() -> int:
+    """llama.cpp threads when none are given: every CPU this process may use, or
+    $MEDCOMPILE_LLAMA_THREADS (e.g. 1 beside other jobs on a small box).
+
+    llama-cpp-python's own default is half the CPUs (it assumes two hyperthreads per
+    core); on a 2-vCPU machine that leaves one real core idle while generating: chain of
+    thought ran 1.58x slower, direct answers alike (`benchmarks/bench_llama_threads.py`)."""
+    env = os.environ.get(THREADS_ENV, "").strip()
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise LMError(f"${THREADS_ENV} must be a whole number of threads >= 1, got {env!r}")
+        return int(env)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def _import_llama() -> Any:
     try:
         import llama_cpp
@@ -120,11 +141,12 @@ class LlamaCppLM:
             if not self.model_path.is_file():
                 raise LMError(f"{self.model}: model file not found: {self.model_path}")
             llama_cpp = _import_llama()
+            threads = self.n_threads or default_threads()
             log: list[str] = []
             try:
                 with _quiet_native_stderr(log):
                     self._llm = llama_cpp.Llama(model_path=str(self.model_path), n_ctx=self.n_ctx,
-                                                n_threads=self.n_threads, verbose=False,
+                                                n_threads=threads, verbose=False,
                                                 logits_all=False, seed=0)
             except Exception as e:  # noqa: BLE001
                 raise LMError(f"{self.model}: cannot load {self.model_path}: {e}{_tail(log)}") from e

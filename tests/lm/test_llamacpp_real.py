@@ -88,3 +88,16 @@ def test_default_gguf_is_assembled_atomically_and_reused(tmp_path: Path) -> None
 def test_stacks_share_one_loaded_model(tmp_path: Path) -> None:
     a, b = make_lm("local", cache=False, n_ctx=512), make_lm("local", cache_dir=tmp_path, n_ctx=512)
     assert a.inner.inner.inner is b.inner.inner.inner.inner  # type: ignore[attr-defined]
+
+
+def test_all_cpus_generate_and_the_thread_count_does_not_change_answers(gguf: Path, lm: LlamaCppLM) -> None:
+    from medcompile.lm.llamacpp import default_threads
+
+    one = LlamaCppLM(gguf, n_ctx=512, n_threads=1, model_name=DEFAULT_LOCAL_MODEL_ID)
+    try:
+        long = LMRequest(model=DEFAULT_LOCAL_MODEL_ID, mode="text", prompt=PROMPT, max_tokens=24)
+        a, b = lm.complete(long), one.complete(long)
+        assert lm._load().n_threads == default_threads() and one._load().n_threads == 1
+        assert a.text == b.text  # greedy: threads split the work, not the arithmetic
+    finally:
+        one.close()
