@@ -3,8 +3,10 @@
 Ties break by the option order of the question, never by the order answers
 arrived, so a vote is a function of the multiset of answers alone. Confidence is the
 winner's share of all candidates, abstentions included: three abstentions and one
-"B" is a weak "B". When the answers were scored (constrained), the mean option
-probabilities are reported too; the vote remains the decision rule.
+"B" is a weak "B". A vote over a single answer is that answer, confidence included
+(a scored answer keeps its option probability, so a Route threshold on a one-sample
+member still means something). When the answers were scored (constrained), the mean
+option probabilities are reported too; the vote remains the decision rule.
 """
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ def plurality(cands: Sequence[Prediction], keys: Sequence[str]) -> Prediction:
     best = min(counts, key=lambda k: (-counts[k], order.get(k, len(order)), k))
     rationale = next((leaf.rationale for leaf in leaves if leaf.answer == best and leaf.rationale), None)
     votes = {k: counts[k] for k in sorted(counts, key=lambda k: (order.get(k, len(order)), k))}
-    return Prediction(best, counts[best] / len(leaves), votes, rationale, "vote", list(cands),
+    share = leaves[0].confidence if len(leaves) == 1 else counts[best] / len(leaves)
+    return Prediction(best, share, votes, rationale, "vote", list(cands),
                       mean_option_probs(leaves, keys))
 
 

@@ -70,6 +70,23 @@ def test_shuffled_runs_ask_for_displayed_keys_and_probabilities_map_back():
     assert p.option_probs["C"] == pytest.approx(0.7) and sum(p.option_probs.values()) == pytest.approx(1.0)
 
 
+def test_a_vote_over_one_scored_answer_keeps_its_probability_as_confidence():
+    # Medprompt compiled down to one sample is Vote(Shuffle(n=1)): a vote share of 1.0
+    # would tell a caller (and a Route threshold) nothing; the option probability does.
+    lm = scoring_lm(lambda req: {"A": 0.1, "B": 0.6, "C": 0.2, "D": 0.1})
+    p = Program(Vote(Shuffle(Predict(tune=False), n=1, tune=False))).run(mcq(1), lm).prediction
+    assert len(lm.requests) == 1 and p.votes == {"B": 1}
+    assert p.confidence == pytest.approx(0.6) and p.option_probs["B"] == pytest.approx(0.6)
+    q = mcq(1)
+
+    def likes_b(req: LMRequest) -> dict[str, float]:  # whichever position shows option B's text
+        shown = dict(line.split(". ", 1) for line in req.prompt.split("Options:\n")[1].split("\nAnswer:")[0].split("\n"))
+        return {k: 0.6 if v == q.options["B"] else 0.4 / 3 for k, v in shown.items()}
+
+    two = Program(Vote(Shuffle(Predict(tune=False), n=2, tune=False))).run(q, scoring_lm(likes_b)).prediction
+    assert two.answer == "B" and two.confidence == 1.0  # two samples: the vote share again
+
+
 def test_cot_without_a_key_gets_one_constrained_followup():
     lm = scoring_lm(reasoning=" The patient has a fever and")
     r = Program(SelfCoT(tune=False)).run(mcq(2, "B"), lm)
