@@ -45,6 +45,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, save_json  # noqa: E402
 
+from medcompile.compile.pooled import main_effect_design, question_and_main_effects  # noqa: E402
+
 
 def dev_outcomes(ev: Any, module: Any) -> np.ndarray:
     """Right (1) or wrong (0) on each of the evaluator's questions, per replicate: (R, Q)."""
@@ -76,10 +78,7 @@ def budgeted_picks(outcomes: np.ndarray, design: np.ndarray, cost: np.ndarray, b
             spent += cost[c] * per_config
             seen.append(c)
             obs += [(c, q) for q in rng.sample(range(n_q), min(per_config, n_q))]
-    x = np.zeros((len(obs), n_q + design.shape[1]))
-    for i, (c, q) in enumerate(obs):
-        x[i, q], x[i, n_q:] = 1.0, design[c]
-    beta = np.linalg.lstsq(x, np.array([outcomes[c, q] for c, q in obs]), rcond=None)[0]
+    beta = question_and_main_effects([(c, q, outcomes[c, q]) for c, q in obs], design, n_q)
     pred = design @ beta[n_q:]
     raw = {c: float(np.mean([outcomes[c, q] for cc, q in obs if cc == c])) for c in seen}
     return {"argmax": max(seen, key=lambda c: (raw[c], -cost[c], -c)),
@@ -88,11 +87,10 @@ def budgeted_picks(outcomes: np.ndarray, design: np.ndarray, cost: np.ndarray, b
 
 
 def main_effects(rows: list[Any]) -> np.ndarray:
-    """Design matrix of an additive model over configurations: intercept + one indicator per
-    (choice, value) beyond each choice's first value (an inactive choice is its own value)."""
-    keys = sorted({k for r in rows for k in r.params})
-    levels = [(k, v) for k in keys for v in sorted({repr(r.params.get(k)) for r in rows})[1:]]
-    return np.array([[1.0] + [float(repr(r.params.get(k)) == v) for k, v in levels] for r in rows])
+    """Design matrix of an additive model over configurations: intercept + the compiler's
+    main-effect indicators (`medcompile.compile.pooled.main_effect_design`)."""
+    design = main_effect_design([r.params for r in rows])[1]
+    return np.hstack([np.ones((len(rows), 1)), design])
 
 
 def additive_fit(design: np.ndarray, scores: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ by pooled score.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -45,32 +45,44 @@ class Fit:
         return self.base + sum(self.effects.get((k, _level(params.get(k))), 0.0) for k in keys)
 
 
+def main_effect_design(params: Sequence[Mapping[str, Any]]) -> tuple[list[tuple[str, str]], np.ndarray]:
+    """(levels, indicator matrix (configurations, levels)): one column per (choice, value)
+    beyond each choice's first value (values ordered by repr; a choice a configuration does
+    not have, being inactive, is a value of its own)."""
+    keys = sorted({k for ps in params for k in ps})
+    levels = [(k, v) for k in keys for v in sorted({_level(ps.get(k)) for ps in params})[1:]]
+    matrix = np.array([[float(_level(ps.get(k)) == v) for k, v in levels] for ps in params])
+    return levels, matrix.reshape(len(params), len(levels))
+
+
+def question_and_main_effects(obs: Sequence[tuple[int, int, float]], design: np.ndarray, n_q: int) -> np.ndarray:
+    """Least-squares coefficients of score = question effect + main effects, fitted to
+    observations (configuration row of `design`, question index, score): the first n_q are
+    the question effects, the rest the main effects in `design`'s column order. Where the
+    observations cannot separate every effect, the minimum-norm solution shrinks the effects
+    no pair of configurations isolates toward zero."""
+    x = np.zeros((len(obs), n_q + design.shape[1]))
+    y = np.zeros(len(obs))
+    for i, (r, q, score) in enumerate(obs):
+        x[i, q], x[i, n_q:], y[i] = 1.0, design[r], float(score)
+    return np.linalg.lstsq(x, y, rcond=None)[0]
+
+
 def fit(rows: Sequence[Row]) -> tuple[Fit, list[str]] | None:
-    """Least-squares fit of question effects + main effects to every scored question of
-    every row (None with fewer than two rows). Scores pair by position (question i of
-    every row is the same question). A choice a row does not have (inactive) is a value of
-    its own. When the rows cannot separate every effect, the minimum-norm solution shrinks
-    the effects no pair of rows isolates toward zero. `base` averages the question effects,
-    so predictions read like a mean score over the search questions."""
+    """The additive model fitted to every scored question of every row (None with fewer
+    than two rows). Scores pair by position (question i of every row is the same
+    question). `base` averages the question effects, so predictions read like a mean
+    score over the search questions."""
     rows = [r for r in rows if len(r[2])]
     if len(rows) < 2:
         return None
     keys = sorted({k for _, ps, _ in rows for k in ps})
-    seen = {k: sorted({_level(ps.get(k)) for _, ps, _ in rows}) for k in keys}
-    levels = [(k, v) for k in keys for v in seen[k][1:]]
+    levels, design = main_effect_design([ps for _, ps, _ in rows])
     n_q = max(len(s) for _, _, s in rows)
-    design = np.array([[float(_level(ps.get(k)) == v) for k, v in levels] for _, ps, _ in rows]).reshape(
-        len(rows), len(levels))
-    x = np.zeros((sum(len(s) for _, _, s in rows), n_q + len(levels)))
-    y = np.zeros(len(x))
-    i = 0
-    for r, (_, _, scores) in enumerate(rows):
-        for q, sc in enumerate(scores):
-            x[i, q], x[i, n_q:], y[i] = 1.0, design[r], float(sc)
-            i += 1
-    beta = np.linalg.lstsq(x, y, rcond=None)[0]
+    beta = question_and_main_effects([(r, q, sc) for r, (_, _, scores) in enumerate(rows)
+                                      for q, sc in enumerate(scores)], design, n_q)
     effects = {lv: round(float(b), 9) for lv, b in zip(levels, beta[n_q:])}
-    effects.update({(k, seen[k][0]): 0.0 for k in keys})
+    effects.update({(k, min(_level(ps.get(k)) for _, ps, _ in rows)): 0.0 for k in keys})
     return Fit(round(float(np.mean(beta[:n_q])), 9), effects), keys
 
 
@@ -102,4 +114,4 @@ def pooled_best(root: Module, space: list[Param], rows: Sequence[Row]) -> dict[s
     return active_params(root, space, pick)
 
 
-__all__ = ["Fit", "fit", "pooled_best", "pooled_scores"]
+__all__ = ["Fit", "fit", "main_effect_design", "pooled_best", "pooled_scores", "question_and_main_effects"]
