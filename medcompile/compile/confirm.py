@@ -136,8 +136,9 @@ def _confirm_one(c: "Compiler", study: optuna.Study, t: optuna.trial.FrozenTrial
         raise backend_failed(exc, f"while confirming trial {t.number}", "all finished trials are kept") from exc
     rec.update(calls=outcome.calls, usage=usage_dict(outcome.usage))
     studies.put_json(study, PREFIX + t.user_attrs["canonical"], rec)
-    score = f"score {outcome.mean:.3f} on {len(outcome.scores)}" if "scores" in rec else rec["failed"]
-    log(f"confirm trial {t.number:>3}: {score} confirmation questions, calls {outcome.calls}", quiet=o.quiet)
+    score = (f"score {outcome.mean:.3f} on {len(outcome.scores)} confirmation questions" if "scores" in rec
+             else f"not confirmed: {rec['failed']}")
+    log(f"confirm trial {t.number:>3}: {score}, calls {outcome.calls}", quiet=o.quiet)
     return rec
 
 
