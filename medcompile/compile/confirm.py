@@ -8,6 +8,7 @@ so a resumed compile neither repeats nor recounts them.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -115,7 +116,9 @@ def _confirm_one(c: "Compiler", study: optuna.Study, t: optuna.trial.FrozenTrial
     o = c.opts
     used = used_before + stored_calls(study)
     candidate = configure(c.declared.root, trial_params(t, space), banks, o.seed)
-    need = int(len(split.confirm) * candidate.calls_per_question())
+    # The search measured what a question costs this configuration (chain-of-thought follow-ups
+    # included); a confirmation the budget cannot finish would spend calls and yield nothing.
+    need = math.ceil(len(split.confirm) * max(candidate.calls_per_question(), measured_cost(t)) - 1e-9)
     if used + need > o.budget:
         log(f"confirmation of trial {t.number} skipped: needs ~{need} calls, {o.budget - used} left", quiet=o.quiet)
         return None

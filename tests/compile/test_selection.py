@@ -318,3 +318,22 @@ def test_backend_down_during_confirmation_resumes_to_the_same_program(work):
              out=work / "run" / "p.json", **kw)
     assert (work / "run" / "p.json").read_bytes() == (work / "ref" / "p.json").read_bytes()
     assert healthy.calls == total - len(answered)  # only what the stopped run never received
+
+
+def test_a_confirmation_the_budget_cannot_finish_is_not_started(work, capfd):
+    """Chain of thought that names no option costs a constrained follow-up call: two calls a
+    question where the program declares one. The confirmation is costed at what the search
+    measured, so a budget that cannot pay for it is not spent on an unfinished one."""
+    def fn(req):
+        if req.choices:  # the constrained follow-up
+            return " " + "ABCD"[int(unit(last_question(req)[0]) * 4)]
+        return " The findings point one way but I cannot say which."
+
+    lm = ScriptedLM(fn, model="rambler")
+    dev = ALL[40:60]  # 12 search questions, 8 held out
+    prog = optimize(Program(SelfCoT(cot=True, tune=False)), ALL[:20], dev, lm=wrap_lm(lm, cache=False),
+                    budget=36, seed=0, max_trials=2, n_instructions=0, max_rationales=0, out=work / "p.json")
+    sel = prog.compile_info["selection"]
+    assert sel["search_questions"] == 12 and sel["confirmation_questions"] == 8
+    assert lm.calls == 24  # the search (12 questions x 2 calls); the 16-call confirmation was not begun
+    assert "confirmation of trial 0 skipped: needs ~16 calls, 12 left" in capfd.readouterr().err
