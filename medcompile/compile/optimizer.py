@@ -27,7 +27,7 @@ from ..bank import Bank
 from ..exemplar import Exemplar
 from ..evaluate.stats import accuracy_ci
 from ..lm.base import LM, LMError, Usage
-from ..lm.meter import MeteredLM
+from ..lm.meter import MeteredLM, usage_diff
 from ..modules.base import Module, Needs
 from ..program.program import Program
 from ..progress import log, progress_bar
@@ -151,7 +151,7 @@ class Compiler:
 
     # ---- the compile -----------------------------------------------------------------------
     def run(self) -> CompileResult:
-        t0 = time.perf_counter()
+        t0, before = time.perf_counter(), self.lm.snapshot()  # "this run": this compile only, confirmation included
         o = self.opts
         if not 0.0 <= o.confirm_fraction < 1.0 or o.confirm_top < 1:
             raise CompileError("confirm_fraction must be within 0..1 (exclusive of 1) and confirm_top at least 1")
@@ -184,7 +184,7 @@ class Compiler:
             log("worker finished its share of trials", quiet=o.quiet)
             return CompileResult(program=None, report=None, study=name, worker=True)
         studies.wait_for_running(study, o.quiet)
-        program, report = self._freeze(study, space, banks, prep, name, url, time.perf_counter() - t0)
+        program, report = self._freeze(study, space, banks, prep, name, url, t0, before)
         if self.out is not None:
             program.save(self.out)
             report.write(self.out)
@@ -256,7 +256,7 @@ class Compiler:
 
     # ---- stage 4: confirm the finalists, freeze the choice ----------------------------------------
     def _freeze(self, study: optuna.Study, space: list[Param], banks: BankChoice, prep: dict[str, Any],
-                name: str, url: str, elapsed: float) -> tuple[Program, CompileReport]:
+                name: str, url: str, t0: float, before: Usage) -> tuple[Program, CompileReport]:
         o = self.opts
         split = self.split()
         trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
@@ -311,8 +311,8 @@ class Compiler:
                           templates=self.declared.templates, lm=self.lm_settings, compile_info=info, seed=o.seed)
         confirmed = {int(r["trial"]): r["score"] for r in sel.get("candidates", [])}
         rows = [TrialRow.from_trial(t, space, label, confirmed.get(logical[t.number])) for t in trials]
-        report = CompileReport(info=info, trials=rows, live_usage=self.lm.snapshot().to_dict(),
-                               elapsed_s=elapsed, storage=studies.redact_url(url), pareto=pareto)
+        report = CompileReport(info=info, trials=rows, live_usage=usage_diff(self.lm.snapshot(), before).to_dict(),
+                               elapsed_s=time.perf_counter() - t0, storage=studies.redact_url(url), pareto=pareto)
         program.report = report
         return program, report
 

@@ -337,3 +337,16 @@ def test_a_confirmation_the_budget_cannot_finish_is_not_started(work, capfd):
     assert sel["search_questions"] == 12 and sel["confirmation_questions"] == 8
     assert lm.calls == 24  # the search (12 questions x 2 calls); the 16-call confirmation was not begun
     assert "confirmation of trial 0 skipped: needs ~16 calls, 12 left" in capfd.readouterr().err
+
+
+def test_this_run_counts_only_this_compile_on_a_shared_model_stack(work):
+    """Two compiles in one process on one LM stack (as a benchmark compiling several programs
+    does): each report's "this run" is its own calls and time, confirmation included."""
+    lm = wrap_lm(exact_lm(), cache=False)
+    kw = dict(budget=400, seed=0, max_trials=3, minibatch=4, n_instructions=0, max_rationales=0, quiet=True)
+    optimize(Program(Predict(tune=False)), ALL[:20], ALL[40:60], lm=lm, out=work / "a.json", **kw)
+    before = lm.snapshot().calls
+    second = optimize(Program(Predict(tune=False)), ALL[:20], ALL[60:80], lm=lm, out=work / "b.json", **kw)
+    run = second.report.to_dict()["this_run"]
+    assert run["live_usage"]["calls"] == lm.snapshot().calls - before > 0
+    assert run["live_usage"]["calls"] == second.compile_info["budget"]["spent_calls"]
