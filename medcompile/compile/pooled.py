@@ -45,12 +45,18 @@ class Fit:
         return self.base + sum(self.effects.get((k, _level(params.get(k))), 0.0) for k in keys)
 
 
+def choice_levels(params: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """{choice key: its values across `params`, ordered by repr}; the first is the
+    reference level every effect is measured against (inactive counts as a value)."""
+    keys = sorted({k for ps in params for k in ps})
+    return {k: sorted({_level(ps.get(k)) for ps in params}) for k in keys}
+
+
 def main_effect_design(params: Sequence[Mapping[str, Any]]) -> tuple[list[tuple[str, str]], np.ndarray]:
     """(levels, indicator matrix (configurations, levels)): one column per (choice, value)
     beyond each choice's first value (values ordered by repr; a choice a configuration does
     not have, being inactive, is a value of its own)."""
-    keys = sorted({k for ps in params for k in ps})
-    levels = [(k, v) for k in keys for v in sorted({_level(ps.get(k)) for ps in params})[1:]]
+    levels = [(k, v) for k, values in choice_levels(params).items() for v in values[1:]]
     matrix = np.array([[float(_level(ps.get(k)) == v) for k, v in levels] for ps in params])
     return levels, matrix.reshape(len(params), len(levels))
 
@@ -76,14 +82,15 @@ def fit(rows: Sequence[Row]) -> tuple[Fit, list[str]] | None:
     rows = [r for r in rows if len(r[2])]
     if len(rows) < 2:
         return None
-    keys = sorted({k for _, ps, _ in rows for k in ps})
-    levels, design = main_effect_design([ps for _, ps, _ in rows])
+    params = [ps for _, ps, _ in rows]
+    levels, design = main_effect_design(params)
     n_q = max(len(s) for _, _, s in rows)
     beta = question_and_main_effects([(r, q, sc) for r, (_, _, scores) in enumerate(rows)
                                       for q, sc in enumerate(scores)], design, n_q)
     effects = {lv: round(float(b), 9) for lv, b in zip(levels, beta[n_q:])}
-    effects.update({(k, min(_level(ps.get(k)) for _, ps, _ in rows)): 0.0 for k in keys})
-    return Fit(round(float(np.mean(beta[:n_q])), 9), effects), keys
+    reference = {k: values[0] for k, values in choice_levels(params).items()}
+    effects.update({(k, v): 0.0 for k, v in reference.items()})
+    return Fit(round(float(np.mean(beta[:n_q])), 9), effects), list(reference)
 
 
 def pooled_scores(rows: Sequence[Row]) -> dict[int, float]:
@@ -114,4 +121,4 @@ def pooled_best(root: Module, space: list[Param], rows: Sequence[Row]) -> dict[s
     return active_params(root, space, pick)
 
 
-__all__ = ["Fit", "fit", "main_effect_design", "pooled_best", "pooled_scores", "question_and_main_effects"]
+__all__ = ["Fit", "choice_levels", "fit", "main_effect_design", "pooled_best", "pooled_scores", "question_and_main_effects"]
