@@ -37,9 +37,14 @@ class _Lines:
                  every_s: float = LINE_EVERY_S, clock: Callable[[], float] = time.monotonic):
         self.description, self.total, self._emit, self._every, self._clock = description, total, emit, every_s, clock
         self.done = 0
+        self._resumed = 0  # done before this run: counted in done/total, not in the speed
         self._start = clock()
         self._last: float | None = None
         self._shown = -1
+
+    def resume(self, n: int) -> None:
+        self.done += n
+        self._resumed += n
 
     def update(self, n: int, stats: str, *, final: bool = False) -> None:
         self.done += n
@@ -49,8 +54,9 @@ class _Lines:
         self._last, self._shown = now, self.done
         elapsed = now - self._start
         of = f"/{self.total} ({100 * self.done / self.total:.0f}%)" if self.total else ""
-        left = (f", ~{_clock_text(elapsed * (self.total - self.done) / self.done)} left"
-                if self.total and 0 < self.done < self.total else "")
+        ran = self.done - self._resumed
+        left = (f", ~{_clock_text(elapsed * (self.total - self.done) / ran)} left"
+                if self.total and ran > 0 and self.done < self.total else "")
         self._emit(f"{self.description}: {self.done}{of}, {_clock_text(elapsed)} elapsed{left}"
                    + (f"; {stats}" if stats else ""))
 
@@ -76,6 +82,15 @@ class Bar:
                 self._p.update(self._task, advance=n, stats=self._stats())
             if self._lines is not None:
                 self._lines.update(n, self._stats())
+
+    def resume(self, n: int) -> None:
+        """Count n units finished before this run (a resumed checkpoint): they show as done
+        but do not speed up the estimate of the time left."""
+        with self._lock:
+            if self._p is not None and self._task is not None:
+                self._p.reset(self._task, completed=n)  # also clears rich's speed samples
+            if self._lines is not None:
+                self._lines.resume(n)
 
     def describe(self, text: str) -> None:
         if self._p is not None and self._task is not None:

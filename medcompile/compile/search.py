@@ -74,7 +74,7 @@ def run_search(c: "Compiler", study: optuna.Study, space: list[Param], banks: Ba
             for ps in openings(root, space, base, declared, o.try_declared, o.screen, multipliers)]
     plan_keys = {k for _, k in plan}
     with progress_bar("search", o.max_trials, quiet=o.quiet) as bar:
-        bar.advance(None, n=min(sum(map(takes_slot, finished_in_order(study))), o.max_trials))
+        bar.resume(min(sum(map(takes_slot, finished_in_order(study))), o.max_trials))
         while True:
             done = finished_in_order(study)
             slots = sum(map(takes_slot, done))

@@ -258,7 +258,7 @@ def evaluate(program: Program, questions: Sequence[Question], lm: LM | str | Non
     with progress_bar(f"eval {label}", len(questions), quiet=quiet) as bar:
         tally = _Tally(done.values())
         if done:
-            bar.advance(None, n=len(done))
+            bar.resume(len(done))
             bar.describe(f"eval {label} {tally}")
 
         def finish(q: Question, r: Result, live: Usage) -> None:

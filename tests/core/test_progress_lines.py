@@ -72,3 +72,23 @@ def test_quiet_prints_nothing(capfd):
     with progress_bar("search", 3, quiet=True) as bar:
         bar.advance()
     assert capfd.readouterr().err == ""
+
+
+def test_resumed_work_counts_as_done_but_not_toward_the_time_left():
+    bar, out, clock = _bar(100)
+    bar.resume(50)  # from a checkpoint: no time taken in this run
+    clock.t += 20
+    bar.advance()
+    # 1 unit in 20 s this run: 49 left take ~16 min, not the 20 s that 51 units would suggest
+    assert out == ["eval medqa: 51/100 (51%), 0:00:20 elapsed, ~0:16:20 left; calls 0 (live 0) tok 0"]
+
+
+def test_a_live_bar_resumes_with_the_finished_count():
+    from rich.progress import Progress
+
+    with Progress(disable=True) as p:
+        task = p.add_task("eval", total=10, stats="")
+        bar = Bar(p, task)
+        bar.resume(4)
+        bar.advance()
+        assert p.tasks[0].completed == 5
