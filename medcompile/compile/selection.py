@@ -47,6 +47,7 @@ DEFAULT_RULE = "ahead"  # measured on random simulated profiles: benchmarks/resu
 DEFAULT_SELECT_ALPHA = 0.2
 POWER = 0.8
 Z_DROP = 1.645  # one-sided 95%: "significantly worse" while racing
+ALPHA_DROP = 0.05  # the same, for right/wrong scores (exact sign test)
 Z_KEEP = 1.0  # a costlier candidate stops once it is more than one standard error behind a cheaper one
 MIN_RACE_QUESTIONS = 4  # no racing decision on fewer paired questions
 MIN_PATIENT_QUESTIONS = 8  # ... when racing patiently
@@ -94,6 +95,18 @@ def _paired(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
     return mean, math.sqrt(var / n)
 
 
+def _significantly_behind(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Is `a` behind `b` on the same questions, one-sided at 5%? Right/wrong scores get the
+    exact sign test on the questions they disagree on (as McNemar): the normal approximation
+    called 2 of 4 questions lost "significant". Other scores (vote fractions) get the z rule."""
+    if all(x in (0.0, 1.0) for x in (*a, *b)):
+        losses = sum(x < y for x, y in zip(a, b))
+        wins = sum(x > y for x, y in zip(a, b))
+        return losses > wins and mcnemar_exact(wins, losses) / 2 < ALPHA_DROP
+    mean, se = _paired(a, b)
+    return mean + Z_DROP * se < 0
+
+
 def race(scores: Sequence[float], cost: float, leader: Reference | None, cheaper: Reference | None,
          *, patient: bool = False) -> dict[str, Any] | None:
     """Why a running candidate should stop now (None: keep going).
@@ -106,15 +119,16 @@ def race(scores: Sequence[float], cost: float, leader: Reference | None, cheaper
     if n < (MIN_PATIENT_QUESTIONS if patient else MIN_RACE_QUESTIONS):
         return None
     if leader is not None and len(leader.scores) >= n:
-        mean, se = _paired(scores, leader.scores[:n])
-        if mean + Z_DROP * se < 0:
+        mean, _ = _paired(scores, leader.scores[:n])
+        if _significantly_behind(scores, leader.scores[:n]):
             return {"rule": "worse", "ref": leader.number, "n": n, "diff": round(mean, 6)}
     if cheaper is not None and cost > cheaper.cost + 1e-9 and len(cheaper.scores) >= n:
         mean, se = _paired(scores, cheaper.scores[:n])
         # behind (`patient`: significantly, as its extra calls may still buy accuracy), or right and
         # wrong on exactly the same questions for long enough to mean it
         alike = mean == 0 and se == 0 and n >= MIN_ALIKE_QUESTIONS
-        if alike or mean + (Z_DROP if patient else Z_KEEP) * se < 0:
+        behind = _significantly_behind(scores, cheaper.scores[:n]) if patient else mean + Z_KEEP * se < 0
+        if alike or behind:
             return {"rule": "costlier", "ref": cheaper.number, "n": n, "diff": round(mean, 6)}
     return None
 

@@ -80,6 +80,9 @@ def test_patient_racing_stops_a_costlier_candidate_only_when_significantly_behin
     far_behind = [0.0] * 12
     assert race(far_behind, 5.0, None, cheap, patient=True)["rule"] == "costlier"
     assert race([0.0] * 6, 5.0, None, cheap, patient=True) is None  # under 8 questions: no decision
+    # 4 losses, no win in 8 is p = 1/16 by the exact sign test: not significantly behind yet
+    assert race([0.0] * 4 + [1.0] * 4, 5.0, None, Reference(1, [1.0] * 8, cost=1.0), patient=True) is None
+    assert race([0.0] * 5 + [1.0] * 3, 5.0, None, Reference(1, [1.0] * 8, cost=1.0), patient=True)["rule"] == "costlier"
 
 
 @pytest.fixture(scope="module")

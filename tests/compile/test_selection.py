@@ -35,8 +35,14 @@ def test_split_is_seeded_disjoint_and_independent_of_input_order():
 
 def test_race_stops_the_significantly_worse_and_the_costlier_that_is_not_ahead():
     leader = Reference(0, [1.0] * 8, cost=1.0)
-    assert race([0.0] * 4 + [1.0] * 4, 1.0, leader, None)["rule"] == "worse"  # 4 losses in 8: significant
+    assert race([0.0] * 5 + [1.0] * 3, 1.0, leader, None)["rule"] == "worse"  # 5 losses, no win: p = 1/32
+    # 4 losses and no win is p = 1/16 one-sided (exact sign test): not significant, although the
+    # normal approximation (mean + 1.645 standard errors < 0) called it so, and 2 losses in 4 as well
+    assert race([0.0] * 4 + [1.0] * 4, 1.0, leader, None) is None
+    assert race([0.0] * 2 + [1.0] * 2, 1.0, leader, None) is None
     assert race([0.0] + [1.0] * 7, 1.0, leader, None) is None  # one loss in 8: not significant, keep going
+    assert race([0.0] * 5 + [1.0] * 5, 1.0, Reference(0, [1.0] * 5 + [0.0] * 5, 1.0), None) is None  # 5-5: even
+    assert race([0.2] * 8, 1.0, Reference(0, [0.9] * 8, 1.0), None)["rule"] == "worse"  # vote shares: z rule
     assert race([0.0] * 3, 1.0, leader, None) is None  # too few questions to decide anything
     cheap = Reference(1, [1.0, 0.0] * 6, cost=1.0)
     assert race([1.0, 0.0] * 6, 5.0, None, cheap)["rule"] == "costlier"  # same 12 results, five times the calls
