@@ -6,6 +6,7 @@ interrupted eval resumes where it stopped and an edited question is never reused
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -76,8 +77,16 @@ def question_key(q: Question) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
+class CheckpointBusy(ValueError):
+    """Another process is evaluating into the same checkpoint."""
+
+
 class Checkpoint:
     """Append-only JSONL of finished records, in input order; a line torn by a crash is ignored.
+
+    One process at a time: `claim` takes an exclusive lock (a `.lock` file beside it, released
+    by `close` or when the process ends), so a second run of the same evaluation stops at once
+    instead of redoing every question beside the first and writing each twice.
 
     Each line is flushed to the OS as it is written, so a killed process loses nothing it
     wrote; fsync (protection against the machine going down) runs at most every
@@ -91,6 +100,26 @@ class Checkpoint:
         self._file: Any = None
         self._fsync_every_s = fsync_every_s
         self._last_sync = 0.0
+        self._claim: Any = None
+
+    def claim(self) -> None:
+        """Take the checkpoint for this process; CheckpointBusy if another one holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(self.path.with_name(self.path.name + ".lock"), "a+", encoding="utf-8")
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise CheckpointBusy(f"{self.path} is being written by {holder}: an evaluation of the same program "
+                                 "is still running there. Wait for it, or pass another --out (or "
+                                 "--no-checkpoint)") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}")
+        f.flush()
+        self._claim = f
 
     def load(self, questions: Sequence[Question]) -> dict[str, Record]:
         """Records already finished for these questions with this program and model."""
@@ -131,3 +160,6 @@ class Checkpoint:
                 os.fsync(self._file.fileno())
                 self._file.close()
                 self._file = None
+            if self._claim is not None:
+                self._claim.close()  # releases the lock
+                self._claim = None

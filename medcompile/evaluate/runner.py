@@ -24,7 +24,7 @@ from ..lm.wrapper import LMWrapper
 from ..program.program import Program, Result
 from ..progress import progress_bar
 from ..question import Question
-from .records import Checkpoint, Record, question_key
+from .records import Checkpoint, CheckpointBusy, Record, question_key
 from .stats import CI, accuracy_ci, percentiles
 
 NO_SUBJECT = "(none)"
@@ -252,29 +252,34 @@ def evaluate(program: Program, questions: Sequence[Question], lm: LM | str | Non
     att = _Attributing(the_lm)
     program.prepare(questions)  # before hashing: preparing a kNN bank fixes its embeddings in the program
     ckpt = Checkpoint(Path(checkpoint), program.content_hash(), the_lm.model, the_lm.mode) if checkpoint else None
-    done = ckpt.load(questions) if ckpt else {}
-    label = name or program.name
-    todo = [q for q in questions if q.id not in done]
-    with progress_bar(f"eval {label}", len(questions), quiet=quiet) as bar:
-        tally = _Tally(done.values())
-        if done:
-            bar.resume(len(done))
-            bar.describe(f"eval {label} {tally}")
-
-        def finish(q: Question, r: Result, live: Usage) -> None:
-            rec = Record.from_result(r, live)
-            done[q.id] = rec
-            if ckpt:
-                ckpt.append(q, rec)
-            tally.add(rec)
-            bar.describe(f"eval {label} {tally}")
-            bar.advance(r.usage)
-
+    if ckpt:
         try:
+            ckpt.claim()  # before reading it: a second run of the same eval stops here
+        except CheckpointBusy as e:
+            raise EvalError(str(e)) from None
+    label = name or program.name
+    try:
+        done = ckpt.load(questions) if ckpt else {}
+        todo = [q for q in questions if q.id not in done]
+        with progress_bar(f"eval {label}", len(questions), quiet=quiet) as bar:
+            tally = _Tally(done.values())
+            if done:
+                bar.resume(len(done))
+                bar.describe(f"eval {label} {tally}")
+
+            def finish(q: Question, r: Result, live: Usage) -> None:
+                rec = Record.from_result(r, live)
+                done[q.id] = rec
+                if ckpt:
+                    ckpt.append(q, rec)
+                tally.add(rec)
+                bar.describe(f"eval {label} {tally}")
+                bar.advance(r.usage)
+
             _run_all(program, todo, att, concurrency, finish, ckpt)
-        finally:
-            if ckpt:
-                ckpt.close()
+    finally:
+        if ckpt:
+            ckpt.close()
     return EvalResult(label, program.content_hash(), the_lm.model, the_lm.mode, [done[q.id] for q in questions],
                       seed, program.calls_per_question(), len(questions) - len(todo), time.perf_counter() - t0)
 

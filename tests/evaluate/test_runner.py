@@ -155,6 +155,38 @@ def test_torn_checkpoint_line_is_ignored(tmp_path: Path) -> None:
     assert lm.calls == 2 and r.resumed == 3
 
 
+def test_a_second_evaluation_into_a_busy_checkpoint_stops_before_any_call(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    qs = questions()
+    ckpt = tmp_path / "ck.jsonl"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from medcompile.evaluate.records import Checkpoint
+        held = Checkpoint(Path({str(ckpt)!r}), "p", "m", "text")
+        held.claim()
+        print("held", flush=True)
+        sys.stdin.read()  # hold until the test closes stdin
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        lm = oracle(qs, set())
+        with pytest.raises(EvalError, match=rf"ck\.jsonl is being written by pid {holder.pid}.*another --out"):
+            evaluate(zero_shot(), qs, lm, quiet=True, checkpoint=ckpt)
+        assert lm.calls == 0 and not ckpt.exists()
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    lm = oracle(qs, set())  # the holder is gone (its lock with it): the same call now runs
+    assert evaluate(zero_shot(), qs, lm, quiet=True, checkpoint=ckpt).n == 10 and lm.calls == 10
+    again = oracle(qs, set())
+    assert evaluate(zero_shot(), qs, again, quiet=True, checkpoint=ckpt).resumed == 10  # released on close
+    assert again.calls == 0
+
+
 def test_concurrency_keeps_input_order_and_numbers() -> None:
     qs = questions()
     serial = evaluate(zero_shot(), qs, oracle(qs, {"0", "2", "4"}), quiet=True)
