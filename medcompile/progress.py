@@ -111,7 +111,7 @@ def progress_bar(description: str, total: int | None, *, quiet: bool = False) ->
         yield Bar(None, None)
         return
     if not _console.is_terminal:
-        bar = Bar(None, None, _Lines(description, total, lambda line: log(line)))
+        bar = Bar(None, None, _Lines(description, total, log))
         yield bar
         bar.finish()
         return
