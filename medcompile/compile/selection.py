@@ -100,9 +100,8 @@ def _significantly_behind(a: Sequence[float], b: Sequence[float]) -> bool:
     exact sign test on the questions they disagree on (as McNemar): the normal approximation
     called 2 of 4 questions lost "significant". Other scores (vote fractions) get the z rule."""
     if all(x in (0.0, 1.0) for x in (*a, *b)):
-        losses = sum(x < y for x, y in zip(a, b))
-        wins = sum(x > y for x, y in zip(a, b))
-        return losses > wins and mcnemar_exact(wins, losses) / 2 < ALPHA_DROP
+        w = win_tie_loss(a, b)  # wins: b right where a is wrong, i.e. a's losses
+        return w.wins > w.losses and mcnemar_exact(w.losses, w.wins) / 2 < ALPHA_DROP
     mean, se = _paired(a, b)
     return mean + Z_DROP * se < 0
 
