@@ -1,15 +1,16 @@
 """In-process GGUF models through llama-cpp-python: the free, offline default backend.
 
 One `Llama` per LlamaCppLM, loaded on first call and never reset between calls, so
-llama.cpp's KV cache reuses the longest shared token prefix (few-shot prompts share
-long prefixes). A lock serialises calls: a llama context is not thread-safe.
+llama.cpp's KV cache reuses the shared token prefix (few-shot prompts share long
+prefixes). Prompts are evaluated in fixed chunks (`medcompile.lm.llama_prefix`), so a
+reply depends on its request alone, not on which prompts came before it. A lock
+serialises calls: a llama context is not thread-safe.
 The request seed is passed on every call (llama-cpp-python rebuilds its sampler from
 it each time), so sampled outputs are reproducible; temperature 0 is greedy.
 
 A request with `choices` is not generated at all: the keys are scored by their
-next-token log-probabilities after the prompt (`medcompile.lm.choices`), evaluating
-only the prompt tokens the KV cache does not already hold, so the reply is always one
-of the keys and carries a probability for each.
+next-token log-probabilities after the prompt (`medcompile.lm.choices`), so the reply
+is always one of the keys and carries a probability for each.
 """
 from __future__ import annotations
 
@@ -20,14 +21,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from medcompile.lm.base import LMError, LMRequest, LMResponse, Mode
-from medcompile.lm.choices import log_softmax, pick_choice, score_choices
+from medcompile.lm.choices import pick_choice, score_choices
+from medcompile.lm.llama_prefix import DEFAULT_CHUNK, ChunkedPrompt, ChunkedScorer
 
 
 THREADS_ENV = "MEDCOMPILE_LLAMA_THREADS"
@@ -125,7 +125,7 @@ class LlamaCppLM:
 
     def __init__(self, model_path: str | os.PathLike[str], n_ctx: int = 2048,
                  n_threads: int | None = None, mode: Mode = "text",
-                 model_name: str | None = None) -> None:
+                 model_name: str | None = None, prefix_chunk: int = DEFAULT_CHUNK) -> None:
         if mode not in ("text", "chat"):
             raise ValueError(f"mode must be 'text' or 'chat', not {mode!r}")
         self.model_path = Path(model_path)
@@ -133,7 +133,9 @@ class LlamaCppLM:
         self.n_threads = n_threads
         self.mode: Mode = mode
         self.model = model_name or f"local/{self.model_path.stem.lower()}"
+        self.prefix_chunk = prefix_chunk
         self._llm: Any = None
+        self._prompt: ChunkedPrompt | None = None
         self._lock = threading.Lock()
 
     def _load(self) -> Any:
@@ -150,29 +152,34 @@ class LlamaCppLM:
                                                 logits_all=False, seed=0)
             except Exception as e:  # noqa: BLE001
                 raise LMError(f"{self.model}: cannot load {self.model_path}: {e}{_tail(log)}") from e
+            self._prompt = ChunkedPrompt(self._llm, self.n_ctx, self.prefix_chunk, label=self.model)
         return self._llm
 
     def complete(self, request: LMRequest) -> LMResponse:
         if request.choices:
             return self._complete_choices(request)
-        common = dict(max_tokens=request.max_tokens, temperature=request.temperature,
-                      top_p=request.top_p, stop=list(request.stop), seed=request.seed)
         with self._lock:
             llm = self._load()
+            prompt = self._prompt
+            assert prompt is not None
             t0 = time.perf_counter()
             try:
-                if request.mode == "chat":
-                    msgs = [{"role": m.role, "content": m.content} for m in request.messages]
-                    out = llm.create_chat_completion(messages=msgs, **common)
-                    text = out["choices"][0]["message"].get("content") or ""
-                else:
-                    if request.prompt is None:
-                        raise LMError(f"{self.model}: text-mode request has no prompt")
-                    out = llm.create_completion(request.prompt, **common)
-                    text = out["choices"][0].get("text") or ""
+                tokens = prompt.prompt_tokens(self._prompt_text(llm, request))
+                stop = list(request.stop)
+                if request.mode == "chat":  # what llama-cpp-python's chat handler adds
+                    stop.append(llm._model.token_get_text(llm.token_eos()))
+                prompt.evaluate(tokens)
+                # the prompt is cached exactly, so llama-cpp-python samples from its logits
+                out = llm.create_completion(tokens, max_tokens=request.max_tokens,
+                                            temperature=request.temperature, top_p=request.top_p,
+                                            stop=stop, seed=request.seed)
+                prompt.generated()
+                text = out["choices"][0].get("text") or ""
             except LMError:
+                prompt.forget()
                 raise
             except Exception as e:  # noqa: BLE001 - llama raises bare ValueError/RuntimeError
+                prompt.forget()
                 hint = "; shorten the prompt or raise n_ctx" if "context window" in str(e) else ""
                 raise LMError(f"{self.model} (n_ctx={self.n_ctx}) failed: {e}{hint}",
                               retryable=False) from e
@@ -187,14 +194,17 @@ class LlamaCppLM:
         temperature 0, a seeded draw) and `choice_logprobs` are normalised over them."""
         with self._lock:
             llm = self._load()
+            prompt = self._prompt
+            assert prompt is not None
             t0 = time.perf_counter()
             try:
-                scorer = _LlamaScorer(llm, self.n_ctx)
-                tokens = scorer.prompt_tokens(self._prompt_text(llm, request))
-                logprobs = score_choices(tokens, request.choices, scorer)
+                tokens = prompt.prompt_tokens(self._prompt_text(llm, request))
+                logprobs = score_choices(tokens, request.choices, ChunkedScorer(prompt, tokens))
             except LMError:
+                prompt.forget()
                 raise
             except Exception as e:  # noqa: BLE001 - llama raises bare ValueError/RuntimeError
+                prompt.forget()
                 raise LMError(f"{self.model} (n_ctx={self.n_ctx}) failed to score choices: {e}",
                               retryable=False) from e
             latency = time.perf_counter() - t0
@@ -210,7 +220,8 @@ class LlamaCppLM:
             return request.prompt
         template = llm.metadata.get("tokenizer.chat_template")
         if not template:
-            raise LMError(f"{self.model}: chat-mode choices need a GGUF with a chat template")
+            raise LMError(f"{self.model}: chat mode needs a GGUF with a chat template; "
+                          "use text mode for base models")
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         vocab = llm._model
@@ -226,48 +237,8 @@ class LlamaCppLM:
         with self._lock:
             if self._llm is not None:
                 self._llm.close()
-                self._llm = None
+                self._llm, self._prompt = None, None
 
     def settings(self) -> dict:
         return {"backend": "llamacpp", "model": self.model, "mode": self.mode,
                 "n_ctx": self.n_ctx, "file": self.model_path.name}
-
-
-class _LlamaScorer:
-    """`TokenScorer` over a loaded `Llama`, reusing its KV cache for the shared prefix.
-
-    After every call the context holds exactly the evaluated tokens and the logits of
-    the last one, so a later `create_completion` on the same prompt reuses it safely.
-    """
-
-    def __init__(self, llm: Any, n_ctx: int) -> None:
-        self.llm = llm
-        self.n_ctx = n_ctx
-
-    def prompt_tokens(self, prompt: str) -> list[int]:
-        """The tokens `create_completion` would feed for `prompt` (BOS + text), so
-        scoring and generation share KV-cache prefixes."""
-        llm = self.llm
-        bos = [llm.token_bos()] if llm._model.add_bos_token() and llm.token_bos() != -1 else []
-        return bos + llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
-
-    def tokenize(self, text: str) -> list[int]:
-        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
-
-    def next_logprobs(self, tokens: Sequence[int]) -> np.ndarray:
-        llm, tokens = self.llm, list(tokens)
-        if len(tokens) >= self.n_ctx:
-            raise LMError(f"prompt of {len(tokens)} tokens exceeds the context window (n_ctx={self.n_ctx}); "
-                          "shorten the prompt or raise n_ctx")
-        cached = llm.input_ids[: llm.n_tokens].tolist()
-        common = 0
-        for a, b in zip(cached, tokens):
-            if a != b:
-                break
-            common += 1
-        if not (common == len(tokens) == llm.n_tokens and not llm._requires_eval):
-            llm.n_tokens = min(common, len(tokens) - 1)  # re-evaluate at least the last token
-            llm.eval(tokens[llm.n_tokens:])  # eval drops the KV cache beyond n_tokens first
-        ptr = llm._ctx.get_logits_ith(-1)
-        logits = np.ctypeslib.as_array(ptr, shape=(llm.n_vocab(),)).copy()
-        return log_softmax(logits)
