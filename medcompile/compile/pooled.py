@@ -52,11 +52,14 @@ def choice_levels(params: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
     return {k: sorted({_level(ps.get(k)) for ps in params}) for k in keys}
 
 
-def main_effect_design(params: Sequence[Mapping[str, Any]]) -> tuple[list[tuple[str, str]], np.ndarray]:
+def main_effect_design(params: Sequence[Mapping[str, Any]],
+                       by_choice: Mapping[str, list[str]] | None = None) -> tuple[list[tuple[str, str]], np.ndarray]:
     """(levels, indicator matrix (configurations, levels)): one column per (choice, value)
     beyond each choice's first value (values ordered by repr; a choice a configuration does
-    not have, being inactive, is a value of its own)."""
-    levels = [(k, v) for k, values in choice_levels(params).items() for v in values[1:]]
+    not have, being inactive, is a value of its own). `by_choice`: `choice_levels(params)`,
+    if the caller has it already."""
+    by_choice = choice_levels(params) if by_choice is None else by_choice
+    levels = [(k, v) for k, values in by_choice.items() for v in values[1:]]
     matrix = np.array([[float(_level(ps.get(k)) == v) for k, v in levels] for ps in params])
     return levels, matrix.reshape(len(params), len(levels))
 
@@ -83,12 +86,13 @@ def fit(rows: Sequence[Row]) -> tuple[Fit, list[str]] | None:
     if len(rows) < 2:
         return None
     params = [ps for _, ps, _ in rows]
-    levels, design = main_effect_design(params)
+    by_choice = choice_levels(params)
+    levels, design = main_effect_design(params, by_choice)
     n_q = max(len(s) for _, _, s in rows)
     beta = question_and_main_effects([(r, q, sc) for r, (_, _, scores) in enumerate(rows)
                                       for q, sc in enumerate(scores)], design, n_q)
     effects = {lv: round(float(b), 9) for lv, b in zip(levels, beta[n_q:])}
-    reference = {k: values[0] for k, values in choice_levels(params).items()}
+    reference = {k: values[0] for k, values in by_choice.items()}
     effects.update({(k, v): 0.0 for k, v in reference.items()})
     return Fit(round(float(np.mean(beta[:n_q])), 9), effects), list(reference)
 

@@ -95,14 +95,15 @@ def _paired(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
     return mean, math.sqrt(var / n)
 
 
-def _significantly_behind(a: Sequence[float], b: Sequence[float]) -> bool:
+def _significantly_behind(a: Sequence[float], b: Sequence[float], paired: tuple[float, float]) -> bool:
     """Is `a` behind `b` on the same questions, one-sided at 5%? Right/wrong scores get the
     exact sign test on the questions they disagree on (as McNemar): the normal approximation
-    called 2 of 4 questions lost "significant". Other scores (vote fractions) get the z rule."""
+    called 2 of 4 questions lost "significant". Other scores (vote fractions) get the z rule
+    on `paired`, the (mean, standard error) of a - b."""
     if all(x in (0.0, 1.0) for x in (*a, *b)):
         w = win_tie_loss(a, b)  # wins: b right where a is wrong, i.e. a's losses
         return w.wins > w.losses and mcnemar_exact(w.losses, w.wins) / 2 < ALPHA_DROP
-    mean, se = _paired(a, b)
+    mean, se = paired
     return mean + Z_DROP * se < 0
 
 
@@ -118,15 +119,16 @@ def race(scores: Sequence[float], cost: float, leader: Reference | None, cheaper
     if n < (MIN_PATIENT_QUESTIONS if patient else MIN_RACE_QUESTIONS):
         return None
     if leader is not None and len(leader.scores) >= n:
-        mean, _ = _paired(scores, leader.scores[:n])
-        if _significantly_behind(scores, leader.scores[:n]):
-            return {"rule": "worse", "ref": leader.number, "n": n, "diff": round(mean, 6)}
+        paired = _paired(scores, leader.scores[:n])
+        if _significantly_behind(scores, leader.scores[:n], paired):
+            return {"rule": "worse", "ref": leader.number, "n": n, "diff": round(paired[0], 6)}
     if cheaper is not None and cost > cheaper.cost + 1e-9 and len(cheaper.scores) >= n:
         mean, se = _paired(scores, cheaper.scores[:n])
         # behind (`patient`: significantly, as its extra calls may still buy accuracy), or right and
         # wrong on exactly the same questions for long enough to mean it
         alike = mean == 0 and se == 0 and n >= MIN_ALIKE_QUESTIONS
-        behind = _significantly_behind(scores, cheaper.scores[:n]) if patient else mean + Z_KEEP * se < 0
+        behind = (_significantly_behind(scores, cheaper.scores[:n], (mean, se)) if patient
+                  else mean + Z_KEEP * se < 0)
         if alike or behind:
             return {"rule": "costlier", "ref": cheaper.number, "n": n, "diff": round(mean, 6)}
     return None
