@@ -71,6 +71,18 @@ def summary_ms(seconds: Iterable[float]) -> dict[str, float]:
             "mean_ms": round(statistics.fmean(xs), 4)}
 
 
+def medqa_bank_and_dev() -> tuple[Any, list[Any]]:
+    """The MedQA-US4 bank (as a kNN-ready Bank, WordLlama embeddings) and its dev questions:
+    what the embedded-model latency benchmarks run their call shapes on."""
+    from medcompile import Exemplar
+    from medcompile.bank import Bank
+    from medcompile.data import load_dataset, split_named
+
+    ds = load_dataset("medqa_us4")
+    bank = Bank([Exemplar(q) for q in split_named(ds, "bank").questions], {"kind": "wordllama"})
+    return bank, split_named(ds, "dev").questions
+
+
 def free_port() -> int:
     with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
         s.bind(("127.0.0.1", 0))

@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine, pct, save_json  # noqa: E402
+from _common import RESULTS, machine, medqa_bank_and_dev, pct, save_json  # noqa: E402
 
-from medcompile.lm.llama_prefix import ChunkedPrompt  # noqa: E402
+from medcompile.lm.llama_prefix import ChunkedPrompt, shared_prefix  # noqa: E402
 
 LEGACY = "longest prefix (old)"
 
@@ -43,11 +43,7 @@ class LongestPrefix(ChunkedPrompt):
     """The old reuse, for comparison: every shared token, the rest in one evaluation."""
 
     def reusable(self, tokens: Sequence[int]) -> int:
-        common = 0
-        for a, b in zip(self._tokens, tokens):
-            if a != b:
-                break
-            common += 1
+        common = shared_prefix(self._tokens, tokens)
         if self._logits_current and common == len(tokens) == len(self._tokens):
             return common
         return min(common, len(tokens) - 1)
@@ -100,13 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     n = 2 if a.quick else a.n
 
-    from medcompile import Exemplar
-    from medcompile.bank import Bank
-    from medcompile.data import load_dataset, split_named
-
-    ds = load_dataset("medqa_us4")
-    bank = Bank([Exemplar(q) for q in split_named(ds, "bank").questions], {"kind": "wordllama"})
-    dev = split_named(ds, "dev").questions
+    bank, dev = medqa_bank_and_dev()
     lms = make_variants()
     names = list(lms)
     progs = shapes(bank)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine, pct, save_json  # noqa: E402
+from _common import RESULTS, machine, medqa_bank_and_dev, pct, save_json  # noqa: E402
 
 
 def shapes(bank: Any) -> dict[str, Any]:
@@ -46,15 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     n = 3 if a.quick else a.n
 
-    from medcompile import Exemplar
-    from medcompile.bank import Bank
-    from medcompile.data import load_dataset, split_named
     from medcompile.lm.llamacpp import default_threads
     from medcompile.lm.registry import make_lm
 
-    ds = load_dataset("medqa_us4")
-    bank = Bank([Exemplar(q) for q in split_named(ds, "bank").questions], {"kind": "wordllama"})
-    dev = split_named(ds, "dev").questions
+    bank, dev = medqa_bank_and_dev()
     new = default_threads()
     settings = {"old: 1 thread": 1, f"new: {new} threads": new}
     lms = {name: make_lm("local", cache=False, n_threads=t) for name, t in settings.items()}

@@ -33,6 +33,16 @@ from medcompile.lm.choices import log_softmax
 DEFAULT_CHUNK = 64
 
 
+def shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens `a` and `b` have in common."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 class ChunkedPrompt:
     """Owns the KV cache of one `Llama`: evaluates prompts chunk by chunk and remembers
     which tokens the cache holds in canonical form."""
@@ -60,11 +70,7 @@ class ChunkedPrompt:
         """How many leading tokens of `tokens` need no evaluation: whole chunks shared
         with what the cache holds, or all of them if they are exactly what was last
         evaluated (their logits are still current)."""
-        common = 0
-        for a, b in zip(self._tokens, tokens):
-            if a != b:
-                break
-            common += 1
+        common = shared_prefix(self._tokens, tokens)
         if self._logits_current and common == len(tokens) == len(self._tokens):
             return common
         # the chunk holding the last token is decoded again: its logits are needed
