@@ -82,11 +82,11 @@ class ChunkedPrompt:
         if not tokens:
             raise LMError(f"{self.label}: cannot evaluate an empty prompt")
         self.check_fits(tokens)
+        if self.merge is None:  # before `reusable`: calibrating empties the cache
+            self.merge = self.calibrate()
         keep = self.reusable(tokens)
         if keep == len(tokens):
             return
-        if self.merge is None:
-            self.merge = self.calibrate()
         self._tokens, self._logits_current = tokens[:keep], False  # until the decodes succeed
         self._decode(tokens, keep, self.merge)
         self._tokens, self._logits_current = tokens, True
