@@ -27,28 +27,33 @@ from typing import Any
 
 from medcompile.lm.base import LMError, LMRequest, LMResponse, Mode
 from medcompile.lm.choices import pick_choice, score_choices
+from medcompile.lm.cpu_share import process_share
 from medcompile.lm.llama_prefix import DEFAULT_CHUNK, ChunkedPrompt, ChunkedScorer
 
 
 THREADS_ENV = "MEDCOMPILE_LLAMA_THREADS"
 
 
+def fixed_threads() -> int | None:
+    """$MEDCOMPILE_LLAMA_THREADS if set (a fixed count, e.g. 1 beside other jobs), else None."""
+    env = os.environ.get(THREADS_ENV, "").strip()
+    if not env:
+        return None
+    if not env.isdigit() or int(env) < 1:
+        raise LMError(f"${THREADS_ENV} must be a whole number of threads >= 1, got {env!r}")
+    return int(env)
+
+
 def default_threads() -> int:
-    """llama.cpp threads when none are given: every CPU this process may use, or
-    $MEDCOMPILE_LLAMA_THREADS (e.g. 1 beside other jobs on a small box).
+    """llama.cpp threads when none are given: $MEDCOMPILE_LLAMA_THREADS, else this
+    process's fair share of the CPUs it may use (`medcompile.lm.cpu_share`): all of them
+    when no other process runs a local model, so generation never idles a core.
 
     llama-cpp-python's own default is half the CPUs (it assumes two hyperthreads per
     core); on a 2-vCPU machine that leaves one real core idle while generating: chain of
     thought ran 1.58x slower, direct answers alike (`benchmarks/bench_llama_threads.py`)."""
-    env = os.environ.get(THREADS_ENV, "").strip()
-    if env:
-        if not env.isdigit() or int(env) < 1:
-            raise LMError(f"${THREADS_ENV} must be a whole number of threads >= 1, got {env!r}")
-        return int(env)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return max(1, os.cpu_count() or 1)
+    fixed = fixed_threads()
+    return fixed if fixed is not None else process_share().threads()
 
 
 def _import_llama() -> Any:
@@ -136,6 +141,7 @@ class LlamaCppLM:
         self.prefix_chunk = prefix_chunk
         self._llm: Any = None
         self._prompt: ChunkedPrompt | None = None
+        self._threads = 0  # what the loaded context runs with now
         self._lock = threading.Lock()
 
     def _load(self) -> Any:
@@ -146,14 +152,30 @@ class LlamaCppLM:
             threads = self.n_threads or default_threads()
             log: list[str] = []
             try:
-                with _quiet_native_stderr(log):
+                with _quiet_native_stderr(log):  # prompt batches too: the share is for both
                     self._llm = llama_cpp.Llama(model_path=str(self.model_path), n_ctx=self.n_ctx,
-                                                n_threads=threads, verbose=False,
-                                                logits_all=False, seed=0)
+                                                n_threads=threads, n_threads_batch=threads,
+                                                verbose=False, logits_all=False, seed=0)
             except Exception as e:  # noqa: BLE001
                 raise LMError(f"{self.model}: cannot load {self.model_path}: {e}{_tail(log)}") from e
             self._prompt = ChunkedPrompt(self._llm, self.n_ctx, self.prefix_chunk, label=self.model)
+            self._threads = threads
+        elif self.n_threads is None:
+            self._follow_share(self._llm)
         return self._llm
+
+    def _follow_share(self, llm: Any) -> None:
+        """Before a call, run with this process's share of the CPUs as it is now: other
+        processes with local models may have started or stopped since the last call."""
+        threads = default_threads()
+        if threads != self._threads:
+            _import_llama().llama_set_n_threads(llm.ctx, threads, threads)
+            self._threads = threads
+
+    @property
+    def threads(self) -> int:
+        """Threads the loaded model runs with now (0 before the first call)."""
+        return self._threads
 
     def complete(self, request: LMRequest) -> LMResponse:
         if request.choices:
