@@ -37,6 +37,7 @@ calls, parse robustness) far more than it ranks the optimizers.
 """
 from __future__ import annotations
 import argparse
+import signal
 import subprocess
 import sys
 import time
@@ -70,6 +71,10 @@ def _loader(kind: str, student_cls: Any) -> Callable[[Path], Any]:
 
 
 # ---- main -------------------------------------------------------------------------------------
+def _exit_on_sigterm(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bank", type=int, default=40, help="exemplar bank / DSPy trainset size (MedQA 'bank' split)")
@@ -137,6 +142,7 @@ def main() -> int:
                            "split_rule": "realidx % 5: 0-2 bank, 3 dev, 4 test; seeded sample(seed=0)"}
     log(f"data: bank {len(bank)}, dev {len(dev)}, test {len(test)}; budget {args.budget} calls per compile")
 
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so `finally` stops the server it started
     upstream = start_server(run)
     run.proxy = CountingProxy(upstream, port=free_port(), max_tokens_cap=args.max_tokens_cap).start()
     try:

@@ -42,12 +42,18 @@ class Run:
 
 
 def start_server(run: Run) -> str:
+    """llama.cpp's own OpenAI-compatible server, which both sides call. Its threads are
+    declared to medcompile's CPU share (`medcompile.lm.cpu_share`) by this process, so
+    local models in other processes leave them free while it runs."""
+    from medcompile.lm.cpu_share import process_share
     from medcompile.lm.local_model import default_gguf_path
 
     gguf = default_gguf_path()
+    process_share(fixed=run.args.threads)
     port = free_port()
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
-           "--n_ctx", str(run.args.n_ctx), "--n_threads", str(run.args.threads), "--verbose", "False"]
+           "--n_ctx", str(run.args.n_ctx), "--n_threads", str(run.args.threads),
+           "--n_threads_batch", str(run.args.threads), "--verbose", "False"]
     log("starting " + " ".join(cmd[1:]))
     logf = open(run.tmp / "llama_server.log", "wb")  # noqa: SIM115 - closed with the process
     run.server = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT)

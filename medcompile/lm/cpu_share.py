@@ -4,9 +4,11 @@ ggml's worker threads meet at a spinning barrier after every operation. When pro
 together run more llama threads than there are CPUs, a descheduled thread stalls all
 its peers: a real-model test that takes 77 s alone took over 12 minutes beside the demo,
 each with a thread per CPU. So each process running a local model registers here, and
-before every call counts the live registrations and takes `cpus // live` threads (the
-remainder goes to the earliest registered). Together they never ask for more CPUs than
-there are, unless there are more such processes than CPUs (then one thread each).
+before every call counts the live registrations and takes its share of the CPUs: a
+process with a fixed thread count ($MEDCOMPILE_LLAMA_THREADS, `n_threads=`, or a llama.cpp
+server a benchmark started) declares it in its file and keeps it; the others split what is
+left evenly (the remainder to the earliest registered). Together they never ask for more
+CPUs than there are, unless there are more such processes than CPUs (one thread each).
 
 Registration is a file in a per-user directory that its process holds an exclusive
 `flock` on, so a crashed or killed process leaves nothing behind that counts: the next
@@ -60,12 +62,18 @@ class CpuShare:
         self._fd: int | None = None
         self._name = ""
         self.pid = os.getpid()
+        self.fixed = 0  # threads this process declared as fixed (0: it shares)
         self._lock = threading.Lock()
 
-    def join(self) -> None:
-        """Register (idempotent). A directory that cannot be used means no sharing."""
+    def join(self, fixed: int | None = None) -> None:
+        """Register (idempotent); `fixed`: this process runs that many threads whatever its
+        share (declared so the others leave them). A directory that cannot be used means
+        no sharing."""
         with self._lock:
             if self._fd is not None:
+                if fixed is not None and fixed > self.fixed:
+                    self.fixed = fixed
+                    os.pwrite(self._fd, str(fixed).encode(), 0)
                 return
             try:
                 self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -75,10 +83,12 @@ class CpuShare:
                 hidden = self.directory / f".{name}"
                 fd = os.open(hidden, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if fixed is not None:
+                    os.pwrite(fd, str(fixed).encode(), 0)
                 os.rename(hidden, self.directory / name)
             except OSError:
                 return  # e.g. a read-only temp dir: run as if alone
-            self._fd, self._name = fd, name
+            self._fd, self._name, self.fixed = fd, name, fixed or 0
 
     def leave(self) -> None:
         with self._lock:
@@ -89,43 +99,51 @@ class CpuShare:
             except OSError:
                 pass
             os.close(self._fd)  # releases the lock
-            self._fd, self._name = None, ""
+            self._fd, self._name, self.fixed = None, "", 0
 
-    def live_members(self) -> list[str]:
-        """Registrations whose process still holds its lock, earliest first."""
+    def live_members(self) -> dict[str, int]:
+        """Registrations whose process still holds its lock, earliest first, each with
+        the thread count it declared fixed (0: it shares)."""
         try:
             names = sorted(n for n in os.listdir(self.directory) if not n.startswith("."))
         except OSError:
-            return [self._name] if self._name else []
-        return [n for n in names if n == self._name or _held(self.directory / n)]
+            names = []
+        live = {self._name: self.fixed} if self._name else {}
+        for n in names:
+            if n != self._name and (fixed := _held(self.directory / n)) is not None:
+                live[n] = fixed
+        return dict(sorted(live.items()))
 
     def threads(self) -> int:
         """This process's share of the CPUs now; all of them if it is not registered."""
         if self._fd is None:
             return self.cpus
         live = self.live_members()
-        rank = live.index(self._name) if self._name in live else 0
-        return fair_share(self.cpus, max(1, len(live)), rank)
+        sharers = [n for n, f in live.items() if not f or n == self._name]
+        left = self.cpus - sum(f for n, f in live.items() if f and n != self._name)
+        return fair_share(max(1, left), len(sharers), sharers.index(self._name))
 
 
-def _held(path: Path) -> bool:
-    """Whether some process holds `path`'s lock; an unheld file is removed (stale)."""
+def _held(path: Path) -> int | None:
+    """The fixed thread count a live registration declared (0: it shares), or None when
+    no process holds `path`'s lock any more (the stale file is removed)."""
     try:
         fd = os.open(path, os.O_RDWR)
     except OSError:
-        return False  # removed meanwhile
+        return None  # removed meanwhile
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        return True
+        text = os.pread(fd, 16, 0).decode(errors="replace").strip()
+        return int(text) if text.isdigit() else 0
     except OSError:
-        return False
+        return None
     else:
         try:
             os.unlink(path)  # its process is gone; the lock we hold dies with the close
         except OSError:
             pass
-        return False
+        return None
     finally:
         os.close(fd)
 
@@ -134,8 +152,9 @@ _PROCESS_SHARE: CpuShare | None = None
 _PROCESS_LOCK = threading.Lock()
 
 
-def process_share() -> CpuShare:
-    """The one registration of this process, shared by all its models (they run in turn).
+def process_share(fixed: int | None = None) -> CpuShare:
+    """The one registration of this process, shared by all its models (they run in turn);
+    `fixed`: a model of this process runs that many threads whatever the share.
 
     A forked child gets its own: the parent's lock is not its liveness."""
     global _PROCESS_SHARE
@@ -143,5 +162,5 @@ def process_share() -> CpuShare:
         share = _PROCESS_SHARE
         if share is None or share.pid != os.getpid():
             share = _PROCESS_SHARE = CpuShare()
-        share.join()
+        share.join(fixed)
         return share

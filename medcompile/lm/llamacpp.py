@@ -53,7 +53,10 @@ def default_threads() -> int:
     core); on a 2-vCPU machine that leaves one real core idle while generating: chain of
     thought ran 1.58x slower, direct answers alike (`benchmarks/bench_llama_threads.py`)."""
     fixed = fixed_threads()
-    return fixed if fixed is not None else process_share().threads()
+    if fixed is not None:
+        process_share(fixed)  # declared, so sharing processes leave these CPUs
+        return fixed
+    return process_share().threads()
 
 
 def _import_llama() -> Any:
@@ -149,6 +152,8 @@ class LlamaCppLM:
             if not self.model_path.is_file():
                 raise LMError(f"{self.model}: model file not found: {self.model_path}")
             llama_cpp = _import_llama()
+            if self.n_threads:
+                process_share(self.n_threads)
             threads = self.n_threads or default_threads()
             log: list[str] = []
             try:

@@ -114,3 +114,30 @@ def test_many_processes_joining_at_once_all_count(tmp_path: Path) -> None:
             p.kill()
             p.wait()
     me.leave()
+
+
+def test_fixed_threads_are_declared_and_left_to_their_process(tmp_path: Path) -> None:
+    fixed = CpuShare(tmp_path, cpus=4)
+    fixed.join(fixed=3)  # e.g. MEDCOMPILE_LLAMA_THREADS=3, or a llama.cpp server's --n_threads
+    a, b = CpuShare(tmp_path, cpus=4), CpuShare(tmp_path, cpus=4)
+    a.join()
+    assert a.threads() == 1  # 4 CPUs - 3 fixed
+    b.join()
+    assert a.threads() == b.threads() == 1  # nothing left: one each, never zero
+    fixed.join(fixed=1)  # a smaller count later does not shrink the declaration
+    assert fixed.fixed == 3
+    fixed.leave()
+    assert (a.threads(), b.threads()) == (2, 2)
+    for s in (a, b):
+        s.leave()
+
+
+def test_a_later_fixed_declaration_raises_the_count_others_see(tmp_path: Path) -> None:
+    me, other = CpuShare(tmp_path, cpus=8), CpuShare(tmp_path, cpus=8)
+    me.join()
+    other.join()
+    assert me.threads() == 4
+    other.join(fixed=6)
+    assert me.threads() == 2
+    me.leave()
+    other.leave()
