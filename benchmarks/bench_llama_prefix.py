@@ -80,7 +80,8 @@ def make_variants() -> dict[str, Any]:
                         ("chunk 128", 128)):
         lm = make_lm("local", cache=False, prefix_chunk=chunk, model_name=f"local/prefix-bench-{name}")
         backend = layers(lm)[-1]
-        backend._load()
+        with backend._loaded():
+            pass  # load it
         if name == LEGACY:
             backend._prompt = LongestPrefix(backend._llm, backend.n_ctx, label=backend.model)
         elif "a decode per chunk" in name:

@@ -355,6 +355,8 @@ def main() -> int:
                 run.server.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 run.server.kill()
+        if run.cpu_claim is not None:
+            run.cpu_claim.close()
         run.save()
     write_reports(run)
     log(f"done in {time.monotonic() - run.t0:.0f} s: results/{run.stem}.json, .md, .png")

@@ -29,6 +29,7 @@ class Run:
         self.results: dict[str, Any] = {"config": vars(args).copy(), "machine": machine(), "compile": {},
                                         "test": {}, "comparisons": [], "chat_check": {}, "notes": []}
         self.server: subprocess.Popen | None = None
+        self.cpu_claim: Any = None  # the server's threads, declared to medcompile's CPU share
         self.proxy: CountingProxy | None = None
         # result file names: a --full run (several sittings) keeps its own until it is complete
         self.stem = "vs_dspy_quick" if args.quick else ("vs_dspy_full" if getattr(args, "full", False) else "vs_dspy")
@@ -43,13 +44,13 @@ class Run:
 
 def start_server(run: Run) -> str:
     """llama.cpp's own OpenAI-compatible server, which both sides call. Its threads are
-    declared to medcompile's CPU share (`medcompile.lm.cpu_share`) by this process, so
-    local models in other processes leave them free while it runs."""
-    from medcompile.lm.cpu_share import process_share
+    declared to medcompile's CPU share (`medcompile.lm.cpu_share`) for as long as this
+    process lives, so calls to local models elsewhere leave them free."""
+    from medcompile.lm.cpu_share import CpuShare, Registration
     from medcompile.lm.local_model import default_gguf_path
 
     gguf = default_gguf_path()
-    process_share(fixed=run.args.threads)
+    run.cpu_claim = Registration(CpuShare(), fixed=run.args.threads)
     port = free_port()
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
            "--n_ctx", str(run.args.n_ctx), "--n_threads", str(run.args.threads),

@@ -1,33 +1,37 @@
-"""A fair share of this machine's CPUs for every process that runs an in-process model.
+"""A fair share of this machine's CPUs for every call to an in-process model.
 
 ggml's worker threads meet at a spinning barrier after every operation. When processes
 together run more llama threads than there are CPUs, a descheduled thread stalls all
 its peers: a real-model test that takes 77 s alone took over 12 minutes beside the demo,
-each with a thread per CPU. So each process running a local model registers here, and
-before every call counts the live registrations and takes its share of the CPUs: a
-process with a fixed thread count ($MEDCOMPILE_LLAMA_THREADS, `n_threads=`, or a llama.cpp
-server a benchmark started) declares it in its file and keeps it; the others split what is
-left evenly (the remainder to the earliest registered). Together they never ask for more
-CPUs than there are, unless there are more such processes than CPUs (one thread each).
+each with a thread per CPU. So a call registers here while it runs, counts the calls
+running at that moment and takes its share: a call with a fixed thread count
+($MEDCOMPILE_LLAMA_THREADS, `n_threads=`, or a llama.cpp server a benchmark started)
+declares it and keeps it; the others split what is left evenly (the remainder to the
+earliest registered). Together they never ask for more CPUs than there are, unless more
+calls run than there are CPUs (one thread each). A process that merely has a model
+loaded (an idle server, a test session) takes nothing from the others.
 
-Registration is a file in a per-user directory that its process holds an exclusive
-`flock` on, so a crashed or killed process leaves nothing behind that counts: the next
-count finds its file unlocked and removes it. Files are created under a hidden name and
-renamed once locked, so a half-made registration is never mistaken for a dead one.
-Thread counts change no output bits on this build (checked from 1 to 4 threads; the
-real-model test `test_all_cpus_generate_and_the_thread_count_does_not_change_answers`
-keeps checking), so a reply does not depend on what else the machine runs.
+A registration is a file in a per-user directory whose call holds an exclusive `flock`
+on it, so a crashed or killed process leaves nothing that counts: the next count finds
+its file unlocked and removes it. Files are created under a hidden name and renamed
+once locked, so a half-made registration is never mistaken for a dead one. Thread counts
+change no output bits on this build (checked from 1 to 4 threads; the real-model test
+`test_a_model_follows_the_cpu_share_and_threads_do_not_change_answers` keeps checking),
+so a reply does not depend on what else the machine runs.
 """
 from __future__ import annotations
 
 import fcntl
+import itertools
 import os
 import tempfile
-import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 SHARE_DIR_ENV = "MEDCOMPILE_CPU_SHARE_DIR"
+_SERIAL = itertools.count()
 
 
 def usable_cpus() -> int:
@@ -39,7 +43,7 @@ def usable_cpus() -> int:
 
 
 def default_share_dir() -> Path:
-    """Per user, so processes of one user share; $MEDCOMPILE_CPU_SHARE_DIR overrides."""
+    """Per user, so one user's processes share; $MEDCOMPILE_CPU_SHARE_DIR overrides."""
     env = os.environ.get(SHARE_DIR_ENV, "").strip()
     if env:
         return Path(env)
@@ -54,79 +58,88 @@ def fair_share(cpus: int, members: int, rank: int) -> int:
 
 
 class CpuShare:
-    """This process's registration; `threads()` is its share right now."""
+    """The share directory of this machine (for this user) and how many CPUs it splits."""
 
     def __init__(self, directory: Path | None = None, cpus: int | None = None) -> None:
         self.directory = directory or default_share_dir()
         self.cpus = cpus or usable_cpus()
-        self._fd: int | None = None
-        self._name = ""
-        self.pid = os.getpid()
-        self.fixed = 0  # threads this process declared as fixed (0: it shares)
-        self._lock = threading.Lock()
 
-    def join(self, fixed: int | None = None) -> None:
-        """Register (idempotent); `fixed`: this process runs that many threads whatever its
-        share (declared so the others leave them). A directory that cannot be used means
-        no sharing."""
-        with self._lock:
-            if self._fd is not None:
-                if fixed is not None and fixed > self.fixed:
-                    self.fixed = fixed
-                    os.pwrite(self._fd, str(fixed).encode(), 0)
-                return
-            try:
-                self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-                if self.directory.stat().st_uid != os.getuid():
-                    return  # someone else's directory: do not trust its files
-                name = f"{time.time_ns():020d}-{os.getpid()}"
-                hidden = self.directory / f".{name}"
-                fd = os.open(hidden, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                if fixed is not None:
-                    os.pwrite(fd, str(fixed).encode(), 0)
-                os.rename(hidden, self.directory / name)
-            except OSError:
-                return  # e.g. a read-only temp dir: run as if alone
-            self._fd, self._name, self.fixed = fd, name, fixed or 0
+    @contextmanager
+    def running(self, fixed: int | None = None) -> Iterator[Registration]:
+        """Registered for the duration of the block; `.threads()` is the share now."""
+        reg = Registration(self, fixed)
+        try:
+            yield reg
+        finally:
+            reg.close()
 
-    def leave(self) -> None:
-        with self._lock:
-            if self._fd is None:
-                return
-            try:
-                os.unlink(self.directory / self._name)
-            except OSError:
-                pass
-            os.close(self._fd)  # releases the lock
-            self._fd, self._name, self.fixed = None, "", 0
-
-    def live_members(self) -> dict[str, int]:
-        """Registrations whose process still holds its lock, earliest first, each with
-        the thread count it declared fixed (0: it shares)."""
+    def live(self) -> dict[str, int]:
+        """Running registrations, earliest first, each with its fixed count (0: shares)."""
         try:
             names = sorted(n for n in os.listdir(self.directory) if not n.startswith("."))
         except OSError:
-            names = []
-        live = {self._name: self.fixed} if self._name else {}
-        for n in names:
-            if n != self._name and (fixed := _held(self.directory / n)) is not None:
-                live[n] = fixed
-        return dict(sorted(live.items()))
+            return {}
+        found = ((n, _held(self.directory / n)) for n in names)
+        return {n: fixed for n, fixed in found if fixed is not None}
+
+    def threads_now(self) -> int:
+        """What a new sharing call would get at this moment (it would be the latest)."""
+        live = self.live()
+        sharers = sum(1 for f in live.values() if not f)
+        left = self.cpus - sum(live.values())
+        return fair_share(max(1, left), sharers + 1, sharers)
+
+
+class Registration:
+    """One running call's claim; without a usable directory it acts as if alone."""
+
+    def __init__(self, share: CpuShare, fixed: int | None) -> None:
+        self.share, self.fixed = share, fixed or 0
+        self.name, self._fd = "", -1
+        try:
+            share.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if share.directory.stat().st_uid != os.getuid():
+                return  # someone else's directory: do not trust its files
+            name = f"{time.time_ns():020d}-{os.getpid()}-{next(_SERIAL)}"
+            hidden = share.directory / f".{name}"
+            fd = os.open(hidden, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os.write(fd, str(self.fixed).encode() if self.fixed else b"")
+                os.rename(hidden, share.directory / name)
+            except OSError:
+                os.close(fd)
+                raise
+        except OSError:
+            return  # e.g. a read-only temp dir: run as if alone
+        self.name, self._fd = name, fd
 
     def threads(self) -> int:
-        """This process's share of the CPUs now; all of them if it is not registered."""
-        if self._fd is None:
-            return self.cpus
-        live = self.live_members()
-        sharers = [n for n, f in live.items() if not f or n == self._name]
-        left = self.cpus - sum(f for n, f in live.items() if f and n != self._name)
-        return fair_share(max(1, left), len(sharers), sharers.index(self._name))
+        """The fixed count if declared, else this call's share of what is left now."""
+        if self.fixed:
+            return self.fixed
+        if self._fd < 0:
+            return self.share.cpus
+        live = self.share.live()
+        live[self.name] = 0  # this call, whatever the listing raced with
+        sharers = sorted(n for n, f in live.items() if not f)
+        left = self.share.cpus - sum(live.values())
+        return fair_share(max(1, left), len(sharers), sharers.index(self.name))
+
+    def close(self) -> None:
+        if self._fd < 0:
+            return
+        try:
+            os.unlink(self.share.directory / self.name)
+        except OSError:
+            pass
+        os.close(self._fd)  # releases the lock
+        self._fd = -1
 
 
 def _held(path: Path) -> int | None:
-    """The fixed thread count a live registration declared (0: it shares), or None when
-    no process holds `path`'s lock any more (the stale file is removed)."""
+    """The fixed thread count a running registration declared (0: it shares), or None
+    when no process holds `path`'s lock any more (the stale file is then removed)."""
     try:
         fd = os.open(path, os.O_RDWR)
     except OSError:
@@ -146,21 +159,3 @@ def _held(path: Path) -> int | None:
         return None
     finally:
         os.close(fd)
-
-
-_PROCESS_SHARE: CpuShare | None = None
-_PROCESS_LOCK = threading.Lock()
-
-
-def process_share(fixed: int | None = None) -> CpuShare:
-    """The one registration of this process, shared by all its models (they run in turn);
-    `fixed`: a model of this process runs that many threads whatever the share.
-
-    A forked child gets its own: the parent's lock is not its liveness."""
-    global _PROCESS_SHARE
-    with _PROCESS_LOCK:
-        share = _PROCESS_SHARE
-        if share is None or share.pid != os.getpid():
-            share = _PROCESS_SHARE = CpuShare()
-        share.join(fixed)
-        return share

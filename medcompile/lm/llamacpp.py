@@ -27,7 +27,7 @@ from typing import Any
 
 from medcompile.lm.base import LMError, LMRequest, LMResponse, Mode
 from medcompile.lm.choices import pick_choice, score_choices
-from medcompile.lm.cpu_share import process_share
+from medcompile.lm.cpu_share import CpuShare
 from medcompile.lm.llama_prefix import DEFAULT_CHUNK, ChunkedPrompt, ChunkedScorer
 
 
@@ -45,18 +45,15 @@ def fixed_threads() -> int | None:
 
 
 def default_threads() -> int:
-    """llama.cpp threads when none are given: $MEDCOMPILE_LLAMA_THREADS, else this
-    process's fair share of the CPUs it may use (`medcompile.lm.cpu_share`): all of them
-    when no other process runs a local model, so generation never idles a core.
+    """llama.cpp threads a call gets when none are given: $MEDCOMPILE_LLAMA_THREADS, else
+    its fair share of the CPUs this process may use (`medcompile.lm.cpu_share`): all of
+    them when no other call to a local model runs, so generation never idles a core.
 
     llama-cpp-python's own default is half the CPUs (it assumes two hyperthreads per
     core); on a 2-vCPU machine that leaves one real core idle while generating: chain of
     thought ran 1.58x slower, direct answers alike (`benchmarks/bench_llama_threads.py`)."""
     fixed = fixed_threads()
-    if fixed is not None:
-        process_share(fixed)  # declared, so sharing processes leave these CPUs
-        return fixed
-    return process_share().threads()
+    return fixed if fixed is not None else CpuShare().threads_now()
 
 
 def _import_llama() -> Any:
@@ -145,16 +142,25 @@ class LlamaCppLM:
         self._llm: Any = None
         self._prompt: ChunkedPrompt | None = None
         self._threads = 0  # what the loaded context runs with now
+        self._share: CpuShare | None = None
         self._lock = threading.Lock()
 
-    def _load(self) -> Any:
+    @contextlib.contextmanager
+    def _loaded(self) -> Iterator[Any]:
+        """The model, locked for one call and running with that call's share of the CPUs
+        (re-read every call: other processes' calls to local models come and go)."""
+        with self._lock:
+            fixed = self.n_threads or fixed_threads()
+            if self._share is None:
+                self._share = CpuShare()
+            with self._share.running(fixed) as claim:
+                yield self._load(claim.threads())
+
+    def _load(self, threads: int) -> Any:
         if self._llm is None:
             if not self.model_path.is_file():
                 raise LMError(f"{self.model}: model file not found: {self.model_path}")
             llama_cpp = _import_llama()
-            if self.n_threads:
-                process_share(self.n_threads)
-            threads = self.n_threads or default_threads()
             log: list[str] = []
             try:
                 with _quiet_native_stderr(log):  # prompt batches too: the share is for both
@@ -164,18 +170,10 @@ class LlamaCppLM:
             except Exception as e:  # noqa: BLE001
                 raise LMError(f"{self.model}: cannot load {self.model_path}: {e}{_tail(log)}") from e
             self._prompt = ChunkedPrompt(self._llm, self.n_ctx, self.prefix_chunk, label=self.model)
-            self._threads = threads
-        elif self.n_threads is None:
-            self._follow_share(self._llm)
+        elif threads != self._threads:
+            _import_llama().llama_set_n_threads(self._llm.ctx, threads, threads)
+        self._threads = threads
         return self._llm
-
-    def _follow_share(self, llm: Any) -> None:
-        """Before a call, run with this process's share of the CPUs as it is now: other
-        processes with local models may have started or stopped since the last call."""
-        threads = default_threads()
-        if threads != self._threads:
-            _import_llama().llama_set_n_threads(llm.ctx, threads, threads)
-            self._threads = threads
 
     @property
     def threads(self) -> int:
@@ -185,8 +183,7 @@ class LlamaCppLM:
     def complete(self, request: LMRequest) -> LMResponse:
         if request.choices:
             return self._complete_choices(request)
-        with self._lock:
-            llm = self._load()
+        with self._loaded() as llm:
             prompt = self._prompt
             assert prompt is not None
             t0 = time.perf_counter()
@@ -219,8 +216,7 @@ class LlamaCppLM:
     def _complete_choices(self, request: LMRequest) -> LMResponse:
         """Score the request's choices after its prompt; the reply is the best (or, above
         temperature 0, a seeded draw) and `choice_logprobs` are normalised over them."""
-        with self._lock:
-            llm = self._load()
+        with self._loaded() as llm:
             prompt = self._prompt
             assert prompt is not None
             t0 = time.perf_counter()

@@ -45,14 +45,16 @@ def test_scores_do_not_depend_on_what_the_kv_cache_held(lm: LlamaCppLM) -> None:
     first = probs(lm.complete(req(choices=KEYS)))
     lm.complete(req("Question: What is the normal adult resting heart rate?\nAnswer:"))  # other prefix
     again = probs(lm.complete(req(choices=KEYS)))
-    lm._load().reset()  # cold context
+    with lm._loaded() as llm:
+        llm.reset()  # cold context
     cold = probs(lm.complete(req(choices=KEYS)))
     for k in KEYS:
         assert again[k] == pytest.approx(first[k], abs=1e-4) and cold[k] == pytest.approx(first[k], abs=1e-4)
 
 
 def test_generation_after_scoring_is_unchanged(lm: LlamaCppLM) -> None:
-    lm._load().reset()
+    with lm._loaded() as llm:
+        llm.reset()
     before = lm.complete(req()).text
     lm.complete(req(choices=KEYS))  # leaves the prompt in the KV cache
     lm.complete(req(choices=("yes", "no", "maybe")))  # multi-token forms evaluate past the prompt

@@ -109,15 +109,14 @@ def test_stacks_share_one_loaded_model(tmp_path: Path) -> None:
 
 def test_a_model_follows_the_cpu_share_and_threads_do_not_change_answers(
         gguf: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Alone it runs on every CPU; when another process with a local model appears it
-    drops to its share at the next call, and back; replies are the same at any count."""
+    """Alone a call runs on every CPU; while another call to a local model runs, the next
+    call takes its share, and all of them again after; replies are the same at any count."""
     import llama_cpp
 
     from medcompile.lm import cpu_share
     from medcompile.lm.llamacpp import THREADS_ENV
 
     monkeypatch.setenv(cpu_share.SHARE_DIR_ENV, str(tmp_path))
-    monkeypatch.setattr(cpu_share, "_PROCESS_SHARE", None)
     monkeypatch.delenv(THREADS_ENV, raising=False)
     cpus = cpu_share.usable_cpus()
     greedy = req(max_tokens=24)
@@ -125,19 +124,16 @@ def test_a_model_follows_the_cpu_share_and_threads_do_not_change_answers(
                   max_tokens=24, seed=7)
     shared = LlamaCppLM(gguf, n_ctx=512, model_name=DEFAULT_LOCAL_MODEL_ID)
     one = LlamaCppLM(gguf, n_ctx=512, n_threads=1, model_name=DEFAULT_LOCAL_MODEL_ID)
-    other = cpu_share.CpuShare(tmp_path)  # its own lock: to the share it is another process
     try:
         full = shared.complete(greedy).text, shared.complete(sampled).text
         assert shared.threads == cpus
-        other.join()
-        halved = shared.complete(greedy).text, shared.complete(sampled).text
-        assert shared.threads == llama_cpp.llama_n_threads(shared._llm.ctx) == max(1, cpus // 2)
-        other.leave()
+        with cpu_share.CpuShare(tmp_path).running():  # stands in for another process's call
+            halved = shared.complete(greedy).text, shared.complete(sampled).text
+            assert shared.threads == llama_cpp.llama_n_threads(shared._llm.ctx) == max(1, cpus // 2)
         shared.complete(greedy)
         assert shared.threads == cpus
         assert halved == full == (one.complete(greedy).text, one.complete(sampled).text)
         assert one.threads == 1  # a fixed count is not shared
     finally:
-        other.leave()
         shared.close()
         one.close()
