@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import RESULTS, machine, save_json
+from powered_interim import interim_markdown, interim_rows
 
 from medcompile import Predict, Program
 from medcompile.data import load_dataset, sample, split_named
@@ -270,6 +271,10 @@ def write_markdown(out: Path) -> Path | None:
         if d.get("missing"):
             lines += ["", "Not run: " + ", ".join(d["missing"])]
         lines.append("")
+    done = {(r["dataset"], r["program"]) for r in d["rows"]} if pw.exists() else set()
+    interim = interim_rows(out / "checkpoints", done) if (out / "checkpoints").is_dir() else []
+    save_json(f"{out.relative_to(RESULTS)}/interim.json", {"wording": WORDING, "rows": interim})
+    lines += interim_markdown(interim)
     lines += compiled_programs(out / "programs")
     if len(lines) <= 4:
         return None
