@@ -84,10 +84,14 @@ class CpuShare:
 
     def threads_now(self) -> int:
         """What a new sharing call would get at this moment (it would be the latest)."""
-        live = self.live()
-        sharers = sum(1 for f in live.values() if not f)
-        left = self.cpus - sum(live.values())
-        return fair_share(max(1, left), sharers + 1, sharers)
+        return self.share_of(self.live(), "~")  # "~" sorts after every registration name
+
+    def share_of(self, live: dict[str, int], name: str) -> int:
+        """The threads of sharing registration `name` among `live` (it need not be listed):
+        an even split of what the fixed counts leave, the remainder to the earliest."""
+        sharers = sorted({n for n, fixed in live.items() if not fixed} | {name})
+        left = self.cpus - sum(fixed for n, fixed in live.items() if n != name)
+        return fair_share(max(1, left), len(sharers), sharers.index(name))
 
 
 class Registration:
@@ -120,11 +124,7 @@ class Registration:
             return self.fixed
         if self._fd < 0:
             return self.share.cpus
-        live = self.share.live()
-        live[self.name] = 0  # this call, whatever the listing raced with
-        sharers = sorted(n for n, f in live.items() if not f)
-        left = self.share.cpus - sum(live.values())
-        return fair_share(max(1, left), len(sharers), sharers.index(self.name))
+        return self.share.share_of(self.share.live(), self.name)
 
     def close(self) -> None:
         if self._fd < 0:
