@@ -71,8 +71,12 @@ def _loader(kind: str, student_cls: Any) -> Callable[[Path], Any]:
 
 
 # ---- main -------------------------------------------------------------------------------------
+class Terminated(SystemExit):
+    """SIGTERM: a BaseException, so DSPy's per-example `except Exception` cannot swallow it."""
+
+
 def _exit_on_sigterm(signum: int, _frame: Any) -> None:
-    raise SystemExit(128 + signum)
+    raise Terminated(128 + signum)
 
 
 def main() -> int:
@@ -142,7 +146,7 @@ def main() -> int:
                            "split_rule": "realidx % 5: 0-2 bank, 3 dev, 4 test; seeded sample(seed=0)"}
     log(f"data: bank {len(bank)}, dev {len(dev)}, test {len(test)}; budget {args.budget} calls per compile")
 
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so `finally` stops the server it started
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # stop like a sitting's end: server down, report written
     upstream = start_server(run)
     run.proxy = CountingProxy(upstream, port=free_port(), max_tokens_cap=args.max_tokens_cap).start()
     try:
@@ -346,6 +350,8 @@ def main() -> int:
                                                       "exceptions": exc[:5], "proxy": st}
                     log(f"chat check {key}: {fails}/{len(qs)} without an answer, {st['calls']} calls")
                     run.save()
+    except Terminated:
+        log("SIGTERM: stopping here; finished compiles and answers are kept, the next run goes on from them")
     finally:
         if run.proxy is not None:
             run.proxy.stop()

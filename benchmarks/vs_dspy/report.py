@@ -28,7 +28,7 @@ def write_reports(run: Run) -> None:
         "# medcompile vs DSPy on MedQA (same llama_cpp.server endpoint, Gemma 3 270M base)",
         "",
         f"Run {r['machine']['when']}, {r.get('elapsed_s')} s. Data: MedQA-US 4-option, bank {r['data']['bank']}, "
-        f"dev {r['data']['dev']}, test n = {r['data'].get('test_done')} (planned {r['data']['test_planned']}). "
+        f"dev {r['data']['dev']}, test n = {r['data'].get('test_done') or 0} (planned {r['data']['test_planned']}). "
         f"Compile budget {r['config']['budget']} model calls each (counted at the HTTP proxy; refused beyond). "
         f"Machine load average at start {r['machine'].get('loadavg_1_5_15')} on {r['machine']['cpu_count']} cores.",
         "",
