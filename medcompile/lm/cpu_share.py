@@ -113,6 +113,7 @@ class Registration:
                 os.rename(hidden, share.directory / name)
             except OSError:
                 os.close(fd)
+                hidden.unlink(missing_ok=True)
                 raise
         except OSError:
             return  # e.g. a read-only temp dir: run as if alone
