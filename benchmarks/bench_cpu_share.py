@@ -79,14 +79,16 @@ def run_config(workers: int, env_extra: dict[str, str], n: int, tokens: int) -> 
         t0 = time.perf_counter()
         start.touch()
         outs: list[dict[str, Any]] = []
+        failed = {"seconds": None, "tokens": 0, "texts": [], "threads": []}
         for p in procs:
             try:
-                line, _ = p.communicate(timeout=max(1.0, WORKER_TIMEOUT_S - (time.perf_counter() - t0)))
-                outs.append(json.loads(line.strip().splitlines()[-1]))
+                text, _ = p.communicate(timeout=max(1.0, WORKER_TIMEOUT_S - (time.perf_counter() - t0)))
+                lines = text.strip().splitlines()
+                outs.append(json.loads(lines[-1]) if p.returncode == 0 and lines else failed)
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.communicate()
-                outs.append({"seconds": None, "tokens": 0, "texts": [], "threads": []})
+                outs.append(failed)
         wall = time.perf_counter() - t0
     finished = all(o["seconds"] is not None for o in outs)
     tokens_total = sum(o["tokens"] for o in outs)
