@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import RESULTS, machine, save_json
-from powered_interim import interim_markdown, interim_rows
+from powered_interim import interim_markdown, interim_rows, paired_fields
 
 from medcompile import Predict, Program
 from medcompile.data import load_dataset, sample, split_named
@@ -93,10 +93,7 @@ def row(spec: DataSpec, program: str, res: EvalResult, **extra: Any) -> dict[str
 
 def paired(a: EvalResult, b: EvalResult, name_a: str, name_b: str) -> dict[str, Any]:
     c = compare_evals(a, b, name_a=name_a, name_b=name_b)
-    s = c.stats
-    return {"vs": name_a, "n": len(c.ids), "diff": round(s.diff.mean, 4),
-            "diff_ci95": [round(s.diff.low, 4), round(s.diff.high, 4)], "mcnemar_p": round(s.mcnemar_p, 6),
-            "wins": s.wtl.wins, "losses": s.wtl.losses, "verdict": s.verdict}
+    return {"vs": name_a, "n": len(c.ids), **paired_fields(c.stats)}
 
 
 def run_eval(prog: Program, qs: list[Question], lm: Any, label: str, ckpt_dir: Path) -> EvalResult:

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from medcompile.evaluate.stats import compare
+from medcompile.evaluate.stats import Comparison, compare
 
 BASELINES = ("zero_shot", "zero_shot_parse", "zero_shot_constrained")
 RANDOM_ORDER = {"medmcqa", "mmlu_medical"}  # sampled; the others are whole splits in file order
@@ -53,10 +53,14 @@ def interim_rows(checkpoints: Path, done: set[tuple[str, str]]) -> list[dict[str
             "abstention": round(sum(recs[i]["answer"] is None for i in ids) / len(ids), 4),
             "calls_per_question": round(sum(recs[i]["calls"] for i in ids) / len(ids), 2),
             "zero_shot_accuracy": round(c.acc_a.mean, 4),
-            "paired_vs_zero_shot": {"diff": round(c.diff.mean, 6), "diff_ci95": [round(c.diff.low, 6),
-                                    round(c.diff.high, 6)], "mcnemar_p": round(c.mcnemar_p, 6),
-                                    "wins": c.wtl.wins, "losses": c.wtl.losses, "verdict": c.verdict}})
+            "paired_vs_zero_shot": paired_fields(c, digits=6)})
     return rows
+
+
+def paired_fields(c: Comparison, digits: int = 4) -> dict[str, Any]:
+    """A paired comparison as the powered results store it (B - A)."""
+    return {"diff": round(c.diff.mean, digits), "diff_ci95": [round(c.diff.low, digits), round(c.diff.high, digits)],
+            "mcnemar_p": round(c.mcnemar_p, 6), "wins": c.wtl.wins, "losses": c.wtl.losses, "verdict": c.verdict}
 
 
 def interim_markdown(rows: list[dict[str, Any]]) -> list[str]:
