@@ -54,6 +54,7 @@ from vs_dspy.dspy_side import compile_dspy, dspy_lm, dspy_metric, dspy_setup, le
 from vs_dspy.mc_side import compile_medcompile, mc_lm  # noqa: E402
 from vs_dspy.reading import extract_letter, lenient_from_raw, options_text, raw_completions  # noqa: E402
 from vs_dspy.report import write_reports  # noqa: E402
+from vs_dspy.test_summary import add_answer, new_tally, record_test  # noqa: E402
 
 
 def _loader(kind: str, student_cls: Any) -> Callable[[Path], Any]:
@@ -136,7 +137,6 @@ def main() -> int:
 
     from medcompile.data import load_dataset, sample, split_named
     from medcompile.embed import make_embedder
-    from medcompile.evaluate.stats import accuracy_ci, compare
 
     ds = load_dataset("medqa_us4")
     bank = sample(split_named(ds, "bank").questions, args.bank, seed=0)
@@ -251,74 +251,47 @@ def main() -> int:
                     return letter, letter is None
                 runners[name] = r_dspy
 
-        per: dict[str, dict[str, Any]] = {n: {"answers": [], "correct": [], "abstained": 0, "wall_s": 0.0, "calls": 0}
-                                          for n in runners}
+        per = {n: new_tally() for n in runners}
         chat_reserve = 60 * 4 if args.chat_check > 0 else 0
         t_q: list[float] = []
         done = 0
-        for i, q in enumerate(test):
-            est = (sum(t_q) / len(t_q)) if t_q else 0.0
-            if i > 0 and run.left() - chat_reserve < est * 1.2 + 30:
-                run.results["notes"].append(f"test stopped at {i} of {len(test)} questions: deadline")
-                log(f"test: stopping at {i}/{len(test)} (deadline)")
-                break
-            tq = time.perf_counter()
-            for name, fn in runners.items():
-                prev = ckpt.answer(name, q.id) if ckpt is not None else None
-                if prev is not None:  # answered in an earlier sitting
-                    ans, abst, wall, calls = prev["answer"], prev["abstained"], prev["wall_s"], prev["calls"]
-                    if name in lenient:
-                        lenient[name].append(prev["lenient"])
-                else:
-                    before = run.proxy.stats(f"test-{name}").calls
-                    t = time.perf_counter()
-                    ans, abst = fn(q)
-                    wall = time.perf_counter() - t
-                    calls = run.proxy.stats(f"test-{name}").calls - before
-                    if ckpt is not None:
-                        ckpt.add_answer({"program": name, "q": q.id, "answer": ans, "abstained": abst,
-                                         "wall_s": round(wall, 3), "calls": calls,
-                                         "lenient": lenient[name][-1] if name in lenient else None})
-                per[name]["wall_s"] += wall
-                per[name]["calls"] += calls
-                per[name]["answers"].append(ans)
-                per[name]["correct"].append(ans is not None and ans == q.answer)
-                per[name]["abstained"] += int(abst)
-            t_q.append(time.perf_counter() - tq)
-            done = i + 1
-            log(f"test q{done}/{len(test)} ({t_q[-1]:.0f}s): " + " ".join(
-                f"{n}={per[n]['answers'][-1]}" for n in runners) + f" gold={q.answer}")
-        run.results["data"]["test_done"] = done
-        for name in runners:
-            st = run.proxy.stats(f"test-{name}").to_dict()
-            c = per[name]["correct"]
-            rec = run.results["test"].setdefault(name, {})
-            rec.update({"n": len(c), "answers": per[name]["answers"], "correct": c,
-                        "abstained_or_unparsed": per[name]["abstained"], "proxy_this_sitting": st,
-                        "calls_per_question": round(per[name]["calls"] / max(1, len(c)), 3),
-                        "wall_s": round(per[name]["wall_s"], 1)})
-            if c:
-                rec["accuracy"] = accuracy_ci(c, seed=0).to_dict()
-            if name in adapters:
-                rec["adapter_parses"] = adapters[name].parses
-                rec["adapter_parse_failures"] = adapters[name].parse_failures
-                gold = [q.answer for q in test[:len(c)]]
-                lc = [a is not None and a == g for a, g in zip(lenient[name], gold)]
-                rec["lenient"] = {"answers": lenient[name][:len(c)], "correct": lc,
-                                  "no_answer": sum(a is None for a in lenient[name][:len(c)]),
-                                  "reading": "raw completion, medcompile's parse_answer"}
-                if lc:
-                    rec["lenient"]["accuracy"] = accuracy_ci(lc, seed=0).to_dict()
-        if done:
-            for a_name in [n for n in runners if n.startswith("mc_")]:
-                for b_name in [n for n in runners if n.startswith("dspy_")]:
-                    cmp = compare(per[b_name]["correct"], per[a_name]["correct"], name_a=b_name, name_b=a_name, seed=0)
-                    run.results["comparisons"].append(cmp.to_dict())
-                    lc = run.results["test"][b_name].get("lenient", {}).get("correct")
-                    if lc:
-                        cmp = compare(lc, per[a_name]["correct"], name_a=f"{b_name} (lenient)", name_b=a_name, seed=0)
-                        run.results["comparisons"].append(cmp.to_dict())
+        stopped = False
+        try:  # a SIGTERM between two programs' answers: record the questions all of them finished
+            for i, q in enumerate(test):
+                est = (sum(t_q) / len(t_q)) if t_q else 0.0
+                if i > 0 and run.left() - chat_reserve < est * 1.2 + 30:
+                    run.results["notes"].append(f"test stopped at {i} of {len(test)} questions: deadline")
+                    log(f"test: stopping at {i}/{len(test)} (deadline)")
+                    break
+                tq = time.perf_counter()
+                for name, fn in runners.items():
+                    prev = ckpt.answer(name, q.id) if ckpt is not None else None
+                    if prev is not None:  # answered in an earlier sitting
+                        ans, abst, wall, calls = prev["answer"], prev["abstained"], prev["wall_s"], prev["calls"]
+                        if name in lenient:
+                            lenient[name].append(prev["lenient"])
+                    else:
+                        before = run.proxy.stats(f"test-{name}").calls
+                        t = time.perf_counter()
+                        ans, abst = fn(q)
+                        wall = time.perf_counter() - t
+                        calls = run.proxy.stats(f"test-{name}").calls - before
+                        if ckpt is not None:
+                            ckpt.add_answer({"program": name, "q": q.id, "answer": ans, "abstained": abst,
+                                             "wall_s": round(wall, 3), "calls": calls,
+                                             "lenient": lenient[name][-1] if name in lenient else None})
+                    add_answer(per[name], ans, ans is not None and ans == q.answer, abst, wall, calls)
+                t_q.append(time.perf_counter() - tq)
+                done = i + 1
+                log(f"test q{done}/{len(test)} ({t_q[-1]:.0f}s): " + " ".join(
+                    f"{n}={per[n]['answers'][-1]}" for n in runners) + f" gold={q.answer}")
+        except Terminated:
+            stopped = True
+            run.results["notes"].append(f"test stopped at {done} of {len(test)} questions: SIGTERM")
+        record_test(run, test, per, lenient, adapters, done)
         run.save()
+        if stopped:
+            raise Terminated(143)
 
         # ---- chat path check: how often do DSPy's adapters parse this model's replies? --------------
         if args.chat_check > 0 and "dspy_labeled" in programs and run.left() > 120:

@@ -38,5 +38,5 @@ done
 wait "$dspy" || echo "DSPy run ended with status $? (see $logs/dspy.log)"
 wait "$er" || true  # 124: stopped by the sitting's timeout, as planned
 python benchmarks/bench_powered_eval.py --stage report >/dev/null
-sed -n '/Under way/,/^$/p' benchmarks/results/powered/README.md
+awk '/^## /{on = /^## Under way/} on' benchmarks/results/powered/README.md  # the interim table
 grep -m1 '^Run ' benchmarks/results/vs_dspy_full.md || true
