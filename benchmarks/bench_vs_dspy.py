@@ -255,7 +255,7 @@ def main() -> int:
         chat_reserve = 60 * 4 if args.chat_check > 0 else 0
         t_q: list[float] = []
         done = 0
-        stopped = False
+        stop: Terminated | None = None
         try:  # a SIGTERM between two programs' answers: record the questions all of them finished
             for i, q in enumerate(test):
                 est = (sum(t_q) / len(t_q)) if t_q else 0.0
@@ -285,13 +285,13 @@ def main() -> int:
                 done = i + 1
                 log(f"test q{done}/{len(test)} ({t_q[-1]:.0f}s): " + " ".join(
                     f"{n}={per[n]['answers'][-1]}" for n in runners) + f" gold={q.answer}")
-        except Terminated:
-            stopped = True
+        except Terminated as e:
+            stop = e
             run.results["notes"].append(f"test stopped at {done} of {len(test)} questions: SIGTERM")
         record_test(run, test, per, lenient, adapters, done)
         run.save()
-        if stopped:
-            raise Terminated(143)
+        if stop is not None:
+            raise stop  # on to the stop below: server down, report written
 
         # ---- chat path check: how often do DSPy's adapters parse this model's replies? --------------
         if args.chat_check > 0 and "dspy_labeled" in programs and run.left() > 120:
