@@ -24,7 +24,8 @@ from typing import Any
 from medcompile.lm.base import LMConfigError, LMRequest, LMResponse, Mode
 from medcompile.offline import keep_litellm_offline
 from medcompile.lm.errors import map_exception, retry_after, scrub  # noqa: F401 - re-exported
-from medcompile.lm.openai_http import BODY_PARAMS, OpenAIHTTP, endpoint_for
+from medcompile.lm.openai_http import (BODY_PARAMS, TEXT_LOGPROBS, TOP_LOGPROBS, OpenAIHTTP,
+                                       choice_logprobs, endpoint_for)
 
 _SECRET_KWARG = re.compile(r"(api_?key|secret|password|credential|authorization|^token$|_token$)", re.I)
 _TEXT_PREFIXES = ("text-completion-openai/", "text-completion-codestral/")
@@ -134,6 +135,11 @@ class LiteLLMLM:
             kw["top_p"] = request.top_p
         if request.stop:
             kw["stop"] = list(request.stop)
+        if request.choices:  # providers without logprobs drop these (drop_params): the reply is parsed
+            if request.mode == "chat":
+                kw["logprobs"], kw["top_logprobs"] = True, TOP_LOGPROBS
+            else:
+                kw["logprobs"] = TEXT_LOGPROBS
         if self.api_base:
             kw["api_base"] = self.api_base
         if key is not None:
@@ -151,9 +157,10 @@ class LiteLLMLM:
             raise map_exception(e, self.model, (key,) if key else (), api_base=self.api_base) from None
         latency = time.perf_counter() - t0
         usage = getattr(resp, "usage", None)
+        lps = _choice_logprobs(resp, request) if request.choices else ()
         return LMResponse(text=text, prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
                           completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-                          cost=self._cost(resp), latency_s=latency)
+                          cost=self._cost(resp), latency_s=latency, choice_logprobs=lps)
 
     def _openai_compatible(self) -> bool:
         return self.model.split("/", 1)[0] in ("openai", "text-completion-openai", "hosted_vllm")
@@ -181,3 +188,14 @@ class LiteLLMLM:
 
     def __repr__(self) -> str:
         return f"LiteLLMLM(model={self.model!r}, mode={self.mode!r})"
+
+
+def _choice_logprobs(resp: Any, request: LMRequest) -> tuple[tuple[str, float], ...]:
+    """The choices' normalised log-probabilities from litellm's response, read as the direct
+    transport reads an OpenAI-shaped reply; empty when the provider sent no logprobs."""
+    first = resp.choices[0]
+    as_dict = first.model_dump() if hasattr(first, "model_dump") else dict(first)
+    try:
+        return choice_logprobs(as_dict, request.choices, request.mode)
+    except (TypeError, ValueError, KeyError):  # a provider's unexpected logprobs shape: parse the text
+        return ()

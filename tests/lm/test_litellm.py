@@ -160,3 +160,48 @@ def test_local_openai_compatible_server_needs_no_key(fake_openai, monkeypatch) -
     lm = LiteLLMLM("openai/local-model", api_base=fake_openai.base_url, mode="text")
     r = lm.complete(LMRequest(model=lm.model, mode="text", prompt="Q?\nAnswer:", max_tokens=4))
     assert r.text and fake_openai.requests[-1]["path"].endswith("/completions")
+
+
+def test_litellm_transport_asks_for_logprobs_and_reads_choice_logprobs(fake_openai, key_env) -> None:  # type: ignore[no-untyped-def]
+    """Providers reached through litellm get constrained answers too when they send logprobs."""
+    import math
+    lm = LiteLLMLM("openai/m", mode="chat", api_base=fake_openai.base_url, api_key_env=key_env,
+                   transport="litellm")
+    content = [{"token": " C", "logprob": math.log(0.6), "bytes": None,
+                "top_logprobs": [{"token": " C", "logprob": math.log(0.6), "bytes": None},
+                                 {"token": " A", "logprob": math.log(0.2), "bytes": None}]}]
+    fake_openai.script.append((200, {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                                     "choices": [{"index": 0, "finish_reason": "stop",
+                                                  "message": {"role": "assistant", "content": "C"},
+                                                  "logprobs": {"content": content}}],
+                                     "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}},
+                               {}, 0.0))
+    r = lm.complete(chat(lm, choices=("A", "B", "C")))
+    body = fake_openai.requests[-1]["json"]
+    assert body["logprobs"] is True and body["top_logprobs"] == 20
+    got = dict(r.choice_logprobs)
+    assert list(got) == ["A", "B", "C"] and max(got, key=got.get) == "C"
+    assert math.isclose(sum(math.exp(v) for v in got.values()), 1.0)
+    assert math.isclose(math.exp(got["C"]) / math.exp(got["A"]), 3.0)
+    # No choices: nothing asked, nothing returned; a reply without logprobs leaves parsing to the caller.
+    r2 = lm.complete(chat(lm))
+    assert "logprobs" not in fake_openai.requests[-1]["json"] and r2.choice_logprobs == ()
+    r3 = lm.complete(chat(lm, "again", choices=("A", "B")))
+    assert r3.choice_logprobs == () and r3.text
+
+
+def test_litellm_transport_reads_completion_logprobs(fake_openai, key_env) -> None:  # type: ignore[no-untyped-def]
+    import math
+    lm = LiteLLMLM("text-completion-openai/m", mode="text", api_base=fake_openai.base_url,
+                   api_key_env=key_env, transport="litellm")
+    tops = [{" B": math.log(0.5), " A": math.log(0.25)}]
+    fake_openai.script.append((200, {"id": "x", "object": "text_completion", "created": 0, "model": "m",
+                                     "choices": [{"index": 0, "finish_reason": "stop", "text": " B",
+                                                  "logprobs": {"tokens": [" B"], "token_logprobs": [math.log(0.5)],
+                                                               "top_logprobs": tops, "text_offset": [0]}}],
+                                     "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}},
+                               {}, 0.0))
+    r = lm.complete(LMRequest(model=lm.model, mode="text", prompt="Answer:", choices=("A", "B")))
+    assert fake_openai.requests[-1]["json"]["logprobs"] == 5
+    got = dict(r.choice_logprobs)
+    assert list(got) == ["A", "B"] and math.isclose(math.exp(got["B"]), 2 / 3)
