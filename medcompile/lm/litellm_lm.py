@@ -24,8 +24,8 @@ from typing import Any
 from medcompile.lm.base import LMConfigError, LMRequest, LMResponse, Mode
 from medcompile.offline import keep_litellm_offline
 from medcompile.lm.errors import map_exception, retry_after, scrub  # noqa: F401 - re-exported
-from medcompile.lm.openai_http import (BODY_PARAMS, TEXT_LOGPROBS, TOP_LOGPROBS, OpenAIHTTP,
-                                       choice_logprobs, endpoint_for)
+from medcompile.lm.openai_http import (BODY_PARAMS, OpenAIHTTP, choice_logprobs, endpoint_for,
+                                       logprob_params)
 
 _SECRET_KWARG = re.compile(r"(api_?key|secret|password|credential|authorization|^token$|_token$)", re.I)
 _TEXT_PREFIXES = ("text-completion-openai/", "text-completion-codestral/")
@@ -136,10 +136,7 @@ class LiteLLMLM:
         if request.stop:
             kw["stop"] = list(request.stop)
         if request.choices:  # providers without logprobs drop these (drop_params): the reply is parsed
-            if request.mode == "chat":
-                kw["logprobs"], kw["top_logprobs"] = True, TOP_LOGPROBS
-            else:
-                kw["logprobs"] = TEXT_LOGPROBS
+            kw.update(logprob_params(request.mode))
         if self.api_base:
             kw["api_base"] = self.api_base
         if key is not None:

@@ -147,10 +147,7 @@ class OpenAIHTTP:
         else:
             b["prompt"] = request.prompt or ""
         if request.choices:
-            if request.mode == "chat":
-                b["logprobs"], b["top_logprobs"] = True, TOP_LOGPROBS
-            else:
-                b["logprobs"] = TEXT_LOGPROBS
+            b.update(logprob_params(request.mode))
             if self.guided_choice:
                 b["guided_choice"] = list(request.choices)
         return b
@@ -201,6 +198,11 @@ class OpenAIHTTP:
 
     def settings(self) -> dict[str, Any]:
         return {"transport": "openai-http", "guided_choice": self.guided_choice}
+
+
+def logprob_params(mode: str) -> dict[str, Any]:
+    """What to ask an OpenAI-shaped API for so that a request's choices can be scored."""
+    return {"logprobs": True, "top_logprobs": TOP_LOGPROBS} if mode == "chat" else {"logprobs": TEXT_LOGPROBS}
 
 
 def _positions(choice: Mapping[str, Any], mode: str) -> list[tuple[str, dict[str, float]]]:
