@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 import pytest
@@ -164,7 +165,6 @@ def test_local_openai_compatible_server_needs_no_key(fake_openai, monkeypatch) -
 
 def test_litellm_transport_asks_for_logprobs_and_reads_choice_logprobs(fake_openai, key_env) -> None:  # type: ignore[no-untyped-def]
     """Providers reached through litellm get constrained answers too when they send logprobs."""
-    import math
     lm = LiteLLMLM("openai/m", mode="chat", api_base=fake_openai.base_url, api_key_env=key_env,
                    transport="litellm")
     content = [{"token": " C", "logprob": math.log(0.6), "bytes": None,
@@ -191,7 +191,6 @@ def test_litellm_transport_asks_for_logprobs_and_reads_choice_logprobs(fake_open
 
 
 def test_litellm_transport_reads_completion_logprobs(fake_openai, key_env) -> None:  # type: ignore[no-untyped-def]
-    import math
     lm = LiteLLMLM("text-completion-openai/m", mode="text", api_base=fake_openai.base_url,
                    api_key_env=key_env, transport="litellm")
     tops = [{" B": math.log(0.5), " A": math.log(0.25)}]
